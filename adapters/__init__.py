@@ -1,0 +1,1 @@
+"""Platform and storage adapters; each imports only `connector.core`."""

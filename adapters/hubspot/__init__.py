@@ -1,0 +1,1 @@
+"""HubSpot adapter: inbound parsing and outbound writes through `hubspot-api-client`."""

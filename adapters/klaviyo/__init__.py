@@ -1,0 +1,1 @@
+"""Klaviyo adapter: inbound parsing and outbound writes through `klaviyo-api`."""

@@ -1,0 +1,1 @@
+"""Storage adapters: the embedded SQLite store and Redis."""

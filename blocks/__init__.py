@@ -1,0 +1,1 @@
+"""The block library: declarations, templates and the sandboxed renderer."""

@@ -1,0 +1,1 @@
+"""dcb-connector: real-time dynamic content blocks for Klaviyo and HubSpot."""

@@ -1,0 +1,70 @@
+"""The roles outside systems play for the core, as small protocols.
+
+Adapters implement them (`adapters/klaviyo`, `adapters/hubspot`, `adapters/storage`);
+tests use in-memory fakes of the same protocols.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol
+
+from connector.core.events import ProfileRef
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileWrite:
+    """One profile's decided `dcb_*` properties, to be written to a platform.
+
+    `key` is the connector's own name for the profile, echoed in the outcome so a caller
+    can match outcomes to writes whatever order the platform answers in.
+    """
+
+    key: str
+    profile: ProfileRef
+    properties: Mapping[str, str]
+
+
+class WriteStatus(StrEnum):
+    """How one write ended: the only classes retry code looks at."""
+
+    WRITTEN = "written"  # the platform holds the properties
+    RETRY = "retry"  # try again later (429, 5xx, 423, 477, timeouts, connection errors)
+    FATAL = "fatal"  # will fail again as sent (other 4xx): dead-letter it with the reason
+    SKIPPED = "skipped"  # the profile no longer exists: nothing to do
+
+
+@dataclass(frozen=True, slots=True)
+class WriteOutcome:
+    key: str
+    status: WriteStatus
+    reason: str = ""
+    retry_after: float | None = None  # seconds the platform asked us to wait, if it did
+    platform_id: str | None = None  # the platform's id for the profile, when it told us
+
+
+@dataclass(frozen=True, slots=True)
+class ProvisionReport:
+    """What provisioning found and did; `problems` empty means the account is usable."""
+
+    created: Sequence[str] = field(default_factory=tuple)
+    existing: Sequence[str] = field(default_factory=tuple)
+    problems: Sequence[str] = field(default_factory=tuple)
+
+
+class PlatformClient(Protocol):
+    """Writes decided properties into one platform account."""
+
+    platform: str
+    max_batch: int
+
+    def write(self, writes: Sequence[ProfileWrite]) -> list[WriteOutcome]:
+        """Write up to `max_batch` profiles; one outcome per write, never raises for a
+        platform answer (transport and platform errors become RETRY/FATAL outcomes)."""
+        ...
+
+    def provision(self) -> ProvisionReport:
+        """Make sure the account can take our properties (idempotent)."""
+        ...

@@ -1,0 +1,1 @@
+"""The HTTP edge: the Flask app and pure signature checks."""
