@@ -1,0 +1,37 @@
+"""The `dcb` command: one subcommand module each, registered on one argparse parser.
+
+Every command answers bad input with a message naming the file (and line) and exit
+status 1, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from connector.cli import rules as rules_command
+
+#: Subcommand modules; each exposes `register(subparsers)`, which sets `func` on its parser.
+COMMANDS = [rules_command]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dcb", description="dcb-connector: dynamic content blocks for Klaviyo and HubSpot"
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in COMMANDS:
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    logging.basicConfig(
+        stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    args = build_parser().parse_args(argv)
+    status: int = args.func(args)
+    return status

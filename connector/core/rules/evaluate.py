@@ -1,0 +1,181 @@
+"""Evaluates a rule set: first match wins, children before their parent's block.
+
+`decide` is pure and deterministic: the same rule set, event, context and `now` always
+give the same decision and the same trace.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from functools import lru_cache
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from connector.core.context import first_identifier, view
+from connector.core.decisions import ConditionTrace, Decision, Outcome, RuleTrace, Trace, Variant
+from connector.core.events import Event, format_time, parse_time
+from connector.core.rules.loader import WEEKDAYS
+from connector.core.rules.model import AllOf, AnyOf, BlockChoice, Compare, Condition, Not, Rule, RuleSet
+from connector.core.rules.operators import OPERATORS
+
+_MISSING = object()
+
+
+class Scope:
+    """What paths resolve against: the event, the profile view and `now`."""
+
+    def __init__(self, event: Event, profile: Mapping[str, Any], now: datetime, tz: str) -> None:
+        local = now.astimezone(_zone(tz))
+        self.now = now
+        self.roots: dict[str, Mapping[str, Any]] = {
+            "event": {
+                **event.properties,
+                "type": event.type.value,
+                "occurred_at": format_time(event.occurred_at),
+            },
+            "profile": profile,
+            "now": {
+                "weekday": WEEKDAYS[local.weekday()],
+                "hour": local.hour,
+                "minute": local.minute,
+                "date": local.date().isoformat(),
+            },
+        }
+
+    def get(self, path: str) -> Any:
+        """The value at a dotted path, or `_MISSING`."""
+        root, *steps = path.split(".")
+        node: Any = self.roots.get(root, _MISSING)
+        for step in steps:
+            if isinstance(node, Mapping) and step in node:
+                node = node[step]
+            else:
+                return _MISSING
+        return _MISSING if node is None else node
+
+
+@lru_cache(maxsize=64)
+def _zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
+def holdout_arm(salt: str, identifier: str, percent: float) -> Variant:
+    """The stable arm for a profile: sha256(salt:identifier) placed on [0, 100)."""
+    digest = hashlib.sha256(f"{salt}:{identifier}".encode()).digest()
+    position = int.from_bytes(digest[:8], "big") / 2**64 * 100
+    return Variant.HOLDOUT if position < percent else Variant.TREATMENT
+
+
+def decide(
+    ruleset: RuleSet, event: Event, context: Mapping[str, Any], now: datetime
+) -> Decision:
+    """Decide for `event` with the stored `context` (the event already folded in)."""
+    profile = view(context, now, new_for=ruleset.new_for)
+    scope = Scope(event, profile, now, ruleset.timezone)
+    walk = _Walk(ruleset, scope, context)
+    found = walk.first_match(ruleset.rules, depth=0)
+    arm = _arm(ruleset, context)
+    if arm is Variant.HOLDOUT:
+        would = f"rule {found[1].id}" if found and found[0] == "rule" else "no rule"
+        reason = f"holdout: the profile is in the control group (treatment: {would})"
+        return walk.decision(Outcome.HOLDOUT, ruleset.fallback, None, reason, arm)
+    if found is not None and found[0] == "delayed":
+        return walk.decision(Outcome.DELAYED_DATA, ruleset.delayed_data, None, found[2])
+    if found is None:
+        return walk.decision(Outcome.FALLBACK, ruleset.fallback, None, "no rule matched: fallback")
+    _, rule, choice = found
+    return walk.decision(Outcome.RULE, choice, rule.id, f"rule {rule.id} matched first")
+
+
+def _arm(ruleset: RuleSet, context: Mapping[str, Any]) -> Variant:
+    identifier = first_identifier(context)
+    if ruleset.holdout is None or identifier is None:
+        return Variant.TREATMENT
+    return holdout_arm(ruleset.holdout.salt, identifier, ruleset.holdout.percent)
+
+
+class _Walk:
+    def __init__(self, ruleset: RuleSet, scope: Scope, context: Mapping[str, Any]) -> None:
+        self.ruleset = ruleset
+        self.scope = scope
+        self.context = context
+        self.traces: list[RuleTrace] = []
+
+    def decision(
+        self,
+        outcome: Outcome,
+        choice: BlockChoice,
+        rule_id: str | None,
+        reason: Any,
+        variant: Variant = Variant.TREATMENT,
+    ) -> Decision:
+        return Decision(
+            outcome=outcome,
+            block=choice.block,
+            params=choice.params,
+            rule_id=rule_id,
+            ruleset=self.ruleset.name,
+            ruleset_version=self.ruleset.version,
+            variant=variant,
+            trace=Trace(tuple(self.traces), str(reason)),
+        )
+
+    def first_match(self, rules: tuple[Rule, ...], depth: int) -> tuple[Any, ...] | None:
+        """("rule", rule, choice), ("delayed", rule, reason) or None."""
+        for rule in rules:
+            lacking = self.lacking(rule)
+            if lacking:
+                self.traces.append(RuleTrace(rule.id, depth, False, (), lacking))
+                return ("delayed", rule, f"delayed data: rule {rule.id} {lacking}")
+            conditions: list[ConditionTrace] = []
+            matched = rule.when is None or self.test(rule.when, conditions)
+            self.traces.append(RuleTrace(rule.id, depth, matched, tuple(conditions)))
+            if not matched:
+                continue
+            found = self.first_match(rule.children, depth + 1)
+            if found is not None:
+                return found
+            if rule.choice is not None:
+                return ("rule", rule, rule.choice)
+        return None
+
+    def lacking(self, rule: Rule) -> str:
+        """Why a rule cannot be decided on yet, or "" when its data is there."""
+        missing = [p for p in rule.requires if self.scope.get(p) is _MISSING]
+        if missing:
+            return "requires " + ", ".join(missing) + ": missing"
+        limit = self.ruleset.max_context_age
+        if rule.requires and limit is not None:
+            updated = self.context.get("updated_at")
+            if updated is None or self.scope.now - parse_time(updated, "updated_at") > limit:
+                return f"requires context newer than {limit}: last updated {updated or 'never'}"
+        return ""
+
+    def test(self, condition: Condition, out: list[ConditionTrace]) -> bool:
+        if isinstance(condition, Compare):
+            return self.compare(condition, out)
+        if isinstance(condition, AllOf):
+            return all(self.test(c, out) for c in condition.items)
+        if isinstance(condition, AnyOf):
+            return any(self.test(c, out) for c in condition.items)
+        assert isinstance(condition, Not)
+        return not self.test(condition.item, out)
+
+    def compare(self, c: Compare, out: list[ConditionTrace]) -> bool:
+        actual = self.scope.get(c.path)
+        missing = actual is _MISSING
+        if c.op == "exists":
+            result = (not missing) == c.expected
+        else:
+            result = not missing and OPERATORS[c.op][1](actual, c.expected, self.scope.now)
+        shown = None if missing else actual
+        out.append(ConditionTrace(c.path, c.op, _shown(c.expected), shown, result, missing))
+        return result
+
+
+def _shown(expected: Any) -> Any:
+    if isinstance(expected, timedelta):
+        return f"{int(expected.total_seconds())}s"
+    return list(expected) if isinstance(expected, tuple) else expected

@@ -1,0 +1,92 @@
+"""A compiled rule set: immutable, validated, ready to evaluate."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+#: The nesting a `when` clause compiles to.
+
+
+@dataclass(frozen=True, slots=True)
+class Compare:
+    """`path op expected`, e.g. `event.cart_value gt 150`."""
+
+    path: str
+    op: str
+    expected: Any
+
+
+@dataclass(frozen=True, slots=True)
+class AllOf:
+    items: tuple[Condition, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AnyOf:
+    items: tuple[Condition, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Not:
+    item: Condition
+
+
+Condition = Compare | AllOf | AnyOf | Not
+
+
+@dataclass(frozen=True, slots=True)
+class BlockChoice:
+    """A block with its parameters resolved against the catalogue (defaults filled in)."""
+
+    block: str
+    params: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One rule; `children` are tried when it matches, before its own block.
+
+    A rule without a block only groups its children: when none of them matches, the
+    evaluation moves on as if the rule had not matched.
+    """
+
+    id: str
+    when: Condition | None
+    choice: BlockChoice | None
+    requires: tuple[str, ...] = ()
+    children: tuple[Rule, ...] = ()
+    line: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Holdout:
+    percent: float
+    salt: str
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSet:
+    name: str
+    version: str
+    timezone: str
+    rules: tuple[Rule, ...]
+    fallback: BlockChoice
+    delayed_data: BlockChoice
+    holdout: Holdout | None = None
+    max_context_age: timedelta | None = None
+    abandon_after: timedelta | None = None
+    new_for: timedelta = timedelta(days=30)
+    source: str = ""
+
+    def all_rules(self) -> list[Rule]:
+        """Every rule, depth first, in evaluation order."""
+        out: list[Rule] = []
+        stack = list(reversed(self.rules))
+        while stack:
+            rule = stack.pop()
+            out.append(rule)
+            stack.extend(reversed(rule.children))
+        return out
