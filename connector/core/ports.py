@@ -36,13 +36,25 @@ class WriteStatus(StrEnum):
     SKIPPED = "skipped"  # the profile no longer exists: nothing to do
 
 
+ACCOUNT_SCOPE = "*"  # a pause scope covering every call to the account
+
+
 @dataclass(frozen=True, slots=True)
 class WriteOutcome:
+    """How one write ended.
+
+    A RETRY with `throttled` set is a rate-limit answer (429): waiting it out does not
+    count as a failed attempt. `pause_scope` then names what the platform paused:
+    `ACCOUNT_SCOPE` for the whole account (HubSpot) or one endpoint's name (Klaviyo).
+    """
+
     key: str
     status: WriteStatus
     reason: str = ""
     retry_after: float | None = None  # seconds the platform asked us to wait, if it did
     platform_id: str | None = None  # the platform's id for the profile, when it told us
+    throttled: bool = False  # a 429: the wait is the platform's, not a failure of ours
+    pause_scope: str = ACCOUNT_SCOPE  # what a 429 paused (see above)
 
 
 @dataclass(frozen=True, slots=True)
