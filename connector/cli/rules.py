@@ -21,14 +21,16 @@ def register(subparsers: Any) -> None:
         "check", help="load rule sets and report every problem (default: DCB_RULES or the example)"
     )
     check.add_argument("files", nargs="*", type=Path, metavar="FILE")
-    check.add_argument("--blocks", type=Path, default=None, help="extra blocks folder (DCB_BLOCKS_DIR)")
+    check.add_argument(
+        "--blocks", type=Path, default=None, help="extra blocks folder (default: DCB_BLOCKS_DIR)"
+    )
     check.set_defaults(func=run_check)
 
 
 def catalogue_for(blocks_dir: Path | None) -> Catalogue:
     """The shipped blocks plus `blocks_dir` (or DCB_BLOCKS_DIR); raises DocumentError."""
-    folder = blocks_dir or (Path(os.environ["DCB_BLOCKS_DIR"]) if os.environ.get("DCB_BLOCKS_DIR") else None)
-    return load_catalogue(folder)
+    configured = os.environ.get("DCB_BLOCKS_DIR")
+    return load_catalogue(blocks_dir or (Path(configured) if configured else None))
 
 
 def run_check(args: argparse.Namespace) -> int:

@@ -41,7 +41,7 @@ class ParamSpec:
             raise CatalogueError(f"parameter {self.name!r} expects {self.type}, got {value!r}")
         if not isinstance(value, allowed):
             raise CatalogueError(f"parameter {self.name!r} expects {self.type}, got {value!r}")
-        if self.type == "url" and not value.startswith(("http://", "https://")):
+        if self.type == "url" and not str(value).startswith(("http://", "https://")):
             raise CatalogueError(f"parameter {self.name!r} expects an http(s) URL, got {value!r}")
         return value
 

@@ -12,6 +12,7 @@ rescanning history. An event already folded in (same `event_id`) changes nothing
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from collections.abc import Mapping
 from datetime import datetime, timedelta
@@ -132,16 +133,29 @@ def _cart(state: dict[str, Any], stamps: dict[str, str], event: Event, at: str) 
     if stamps.get("cart", "") > at or state.get("last_order_at", "") > at:
         return
     props = event.properties
-    items = list(props.get("items") or [])
-    value = props.get("cart_value")
+    raw_items = props.get("items")
+    items = [i for i in raw_items if isinstance(i, Mapping)] if isinstance(raw_items, list) else []
+    value = _number(props.get("cart_value"))
     if value is None:
-        value = sum(i.get("price", 0) * i.get("quantity", 1) for i in items)
+        value = sum((_number(i.get("price")) or 0) * _quantity(i) for i in items)
     stamps["cart"] = at
     state["cart_value"] = float(value)
-    state["cart_items"] = sum(int(i.get("quantity", 1)) for i in items)
+    state["cart_items"] = sum(_quantity(i) for i in items)
     state["cart"] = {"items": items, "currency": props.get("currency"), "updated_at": at}
     if "checkout_url" in props:
         state["checkout_url"] = props["checkout_url"]
+
+
+def _number(value: Any) -> float | None:
+    """A number from a typed event field; anything else counts as absent."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return None
+
+
+def _quantity(item: Any) -> int:
+    quantity = _number(item.get("quantity")) if isinstance(item, Mapping) else None
+    return int(quantity) if quantity is not None else 1
 
 
 def _order(state: dict[str, Any], stamps: dict[str, str], event: Event, at: str) -> None:
@@ -150,7 +164,8 @@ def _order(state: dict[str, Any], stamps: dict[str, str], event: Event, at: str)
     day = event.occurred_at.date().isoformat()
     by_day: dict[str, int] = state.setdefault("purchases_by_day", {})
     by_day[day] = by_day.get(day, 0) + 1
-    cutoff = (event.occurred_at - timedelta(days=PURCHASE_WINDOW_DAYS)).date().isoformat()
+    latest = datetime.fromisoformat(max(by_day))  # prune relative to the newest order
+    cutoff = (latest - timedelta(days=PURCHASE_WINDOW_DAYS)).date().isoformat()
     for old in [d for d in by_day if d < cutoff]:
         del by_day[old]
     if at >= state.get("last_order_at", ""):
@@ -189,10 +204,8 @@ def _attributes(state: dict[str, Any], stamps: dict[str, str], event: Event, at:
     """A profile update: custom attributes, and a creation date the platform reports."""
     for name, value in event.properties.items():
         if name in _CREATED_ATTRIBUTES and "created_at" not in state:
-            try:
+            with contextlib.suppress(ValueError):  # an unreadable date tells us nothing
                 state["created_at"] = format_time(parse_time(value, name))
-            except ValueError:
-                pass
             continue
         if name in _CONTEXT_FIELDS:
             _set(state, stamps, name, value, at)

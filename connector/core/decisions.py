@@ -64,7 +64,8 @@ class Trace:
         for rule in self.rules:
             pad = "  " * rule.depth
             verdict = "matched" if rule.matched else "no match"
-            out.append(f"{pad}rule {rule.rule_id}: {verdict}" + (f" ({rule.note})" if rule.note else ""))
+            note = f" ({rule.note})" if rule.note else ""
+            out.append(f"{pad}rule {rule.rule_id}: {verdict}{note}")
             out.extend(f"{pad}  - {c.describe()}" for c in rule.conditions)
         if self.reason:
             out.append(self.reason)

@@ -43,7 +43,7 @@ def parse_document(text: str, source: str) -> Any:
     Raises `DocumentError` with the line of the syntax error.
     """
     yaml = YAML(typ="rt", pure=True)
-    yaml.version = (1, 2)  # type: ignore[assignment]
+    yaml.version = (1, 2)
     yaml.allow_duplicate_keys = False
     try:
         return yaml.load(text)
@@ -68,10 +68,8 @@ def line_of(document: Any, path: Path) -> int:
         lc = getattr(node, "lc", None)
         try:
             if lc is not None:
-                if isinstance(step, int):
-                    line = lc.item(step)[0] + 1
-                else:
-                    line = lc.key(step)[0] + 1
+                found = lc.item(step) if isinstance(step, int) else lc.key(step)
+                line = found[0] + 1
             node = node[step]
         except (KeyError, IndexError, TypeError, AttributeError):
             break

@@ -17,7 +17,16 @@ from connector.core.context import first_identifier, view
 from connector.core.decisions import ConditionTrace, Decision, Outcome, RuleTrace, Trace, Variant
 from connector.core.events import Event, format_time, parse_time
 from connector.core.rules.loader import WEEKDAYS
-from connector.core.rules.model import AllOf, AnyOf, BlockChoice, Compare, Condition, Not, Rule, RuleSet
+from connector.core.rules.model import (
+    AllOf,
+    AnyOf,
+    BlockChoice,
+    Compare,
+    Condition,
+    Not,
+    Rule,
+    RuleSet,
+)
 from connector.core.rules.operators import OPERATORS
 
 _MISSING = object()
@@ -68,9 +77,7 @@ def holdout_arm(salt: str, identifier: str, percent: float) -> Variant:
     return Variant.HOLDOUT if position < percent else Variant.TREATMENT
 
 
-def decide(
-    ruleset: RuleSet, event: Event, context: Mapping[str, Any], now: datetime
-) -> Decision:
+def decide(ruleset: RuleSet, event: Event, context: Mapping[str, Any], now: datetime) -> Decision:
     """Decide for `event` with the stored `context` (the event already folded in)."""
     profile = view(context, now, new_for=ruleset.new_for)
     scope = Scope(event, profile, now, ruleset.timezone)
@@ -167,9 +174,9 @@ class _Walk:
         actual = self.scope.get(c.path)
         missing = actual is _MISSING
         if c.op == "exists":
-            result = (not missing) == c.expected
+            result = (not missing) is bool(c.expected)
         else:
-            result = not missing and OPERATORS[c.op][1](actual, c.expected, self.scope.now)
+            result = not missing and bool(OPERATORS[c.op][1](actual, c.expected, self.scope.now))
         shown = None if missing else actual
         out.append(ConditionTrace(c.path, c.op, _shown(c.expected), shown, result, missing))
         return result

@@ -102,7 +102,7 @@ class _Compiler:
                 self.fail([*path, key], f"unknown key {key!r} in {what} (allowed: {allowed})")
 
     def text(self, node: Mapping[str, Any], path: Path, *, required: bool) -> str:
-        value = node.get(path[-1])
+        value = node.get(str(path[-1]))
         if value is None:
             if required:
                 self.fail(path[:-1], f"`{path[-1]}` is required")
@@ -139,8 +139,10 @@ class _Compiler:
             return None
         self.unknown_keys(raw, ["holdout"], {"percent", "salt"}, "holdout")
         percent = raw.get("percent")
-        if not isinstance(percent, int | float) or isinstance(percent, bool) or not (
-            0 <= percent <= 100
+        if (
+            not isinstance(percent, int | float)
+            or isinstance(percent, bool)
+            or not (0 <= percent <= 100)
         ):
             self.fail(["holdout", "percent"], f"percent must be 0 to 100, got {percent!r}")
             return None
@@ -148,10 +150,10 @@ class _Compiler:
         return Holdout(percent=float(percent), salt=salt)
 
     def choice(self, node: Mapping[str, Any], path: Path, *, required: bool) -> BlockChoice | None:
-        raw = node.get(path[-1])
+        raw = node.get(str(path[-1]))
         if raw is None:
             if required:
-                self.fail(path[:-1], f"`{path[-1]}` is required: the block shown when no rule matches")
+                self.fail(path[:-1], f"`{path[-1]}` is required: the block when nothing matches")
             return None
         if not isinstance(raw, Mapping):
             self.fail(path, f"`{path[-1]}` must be a mapping like {{block: we_noticed}}")
@@ -197,7 +199,8 @@ class _Compiler:
             self.fail([*path, "id"], f"duplicate rule id {rule_id!r}")
         self.ids.add(rule_id)
         when = self.condition(raw["when"], [*path, "when"]) if "when" in raw else None
-        choice = self.resolve(str(raw["block"]), raw.get("params"), path) if "block" in raw else None
+        block = raw.get("block")
+        choice = self.resolve(str(block), raw.get("params"), path) if block is not None else None
         if "params" in raw and "block" not in raw:
             self.fail([*path, "params"], "params given without a block")
         children = self.rules(raw.get("rules"), [*path, "rules"], depth + 1)
