@@ -1,0 +1,105 @@
+"""What templates see: data as objects whose attributes are the data.
+
+`event.items` must be the cart's items, not `dict.items`, so mappings are wrapped in
+`DataView`, whose only attributes are its keys. Lists become tuples (immutable), times
+become ISO 8601 text, `None` values are left out (a template sees them as undefined, which
+renders as ""), and long strings are cut at `MAX_TEXT` characters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from datetime import date, datetime
+from enum import Enum
+from typing import Any
+
+from connector.core.events import Event, format_time
+
+#: Longest string a template sees from data; far beyond any real name, URL or note.
+MAX_TEXT = 4_096
+#: Most list entries a template sees; carts are far smaller.
+MAX_LIST = 200
+#: Deepest nesting wrapped; deeper data is left out.
+MAX_DEPTH = 8
+
+
+class DataView:
+    """Read-only attribute (and item) access to a mapping's wrapped values.
+
+    A missing key raises AttributeError / KeyError, which Jinja turns into undefined.
+    """
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: Mapping[str, Any]) -> None:
+        self._data = data
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._data[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._data
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __bool__(self) -> bool:
+        return bool(self._data)
+
+    def __str__(self) -> str:
+        return ""
+
+    def __repr__(self) -> str:
+        return f"DataView({sorted(self._data)!r})"
+
+
+def wrap(value: Any, depth: int = 0) -> Any:
+    """`value` as templates see it (see the module docstring)."""
+    if isinstance(value, str):
+        return value[:MAX_TEXT]
+    if isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, Enum):
+        return wrap(value.value, depth)
+    if isinstance(value, datetime):
+        return format_time(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    if depth >= MAX_DEPTH:
+        return None
+    if isinstance(value, Mapping):
+        return view(value, depth + 1)
+    if isinstance(value, list | tuple):
+        wrapped = (wrap(item, depth + 1) for item in value[:MAX_LIST])
+        return tuple(item for item in wrapped if item is not None)
+    return None if value is None else str(value)[:MAX_TEXT]
+
+
+def view(data: Mapping[str, Any], depth: int = 0) -> DataView:
+    """A `DataView` of `data` with every value wrapped and `None` values left out."""
+    wrapped: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(key, str):
+            inner = wrap(value, depth)
+            if inner is not None:
+                wrapped[key] = inner
+    return DataView(wrapped)
+
+
+def event_view(event: Event | None) -> DataView:
+    """`event.type`, `event.occurred_at` and every event property (the rules' namespace)."""
+    if event is None:
+        return DataView({})
+    data: dict[str, Any] = dict(event.properties)
+    data["type"] = event.type.value
+    data["occurred_at"] = event.occurred_at
+    return view(data)
