@@ -1,0 +1,236 @@
+"""`KlaviyoClient`: the `PlatformClient` port over the official `klaviyo-api` SDK.
+
+Small batches are upserted one profile per call through `profile-import`
+(`Profiles.create_or_update_profile`), by Klaviyo id, else email (an unknown email creates
+the profile), else external id. Batches of `bulk_threshold` profiles or more go through a
+bulk profile import job (`Profiles.bulk_import_profiles`, then polling the job): one call
+instead of one per profile. A job that reports failed profiles or is cancelled is redone
+profile by profile, so every write still gets its own outcome.
+
+The SDK's own retries are off (`max_retries=1` is one attempt in total, urllib3 retries 0),
+every call has a timeout, and every call passes the injected `CallGate` first. After a
+429 the rest of the batch is not sent: it comes back throttled for the `Deliverer`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import urllib3
+from klaviyo_api import KlaviyoAPI
+from openapi_client.rest import RESTClientObject
+
+from adapters.klaviyo.errors import classify
+from connector.core.adaptive import AdaptiveRate
+from connector.core.pauses import Pauses
+from connector.core.ports import ProfileWrite, ProvisionReport, WriteOutcome, WriteStatus
+from connector.core.ratelimit import FixedWindowLimiter, LimiterByKey
+from connector.core.throttle import CallGate, Throttle
+
+PROFILE_IMPORT = "profile-import"
+BULK_IMPORT = "profile-bulk-import-jobs"
+PROFILES = "profiles"
+# Documented limits (burst per second, steady per minute), per account.
+RATE_LIMITS: dict[str, tuple[int, int]] = {
+    PROFILE_IMPORT: (75, 700),
+    BULK_IMPORT: (10, 150),
+    PROFILES: (75, 700),
+}
+MAX_PROFILE_BYTES = 100_000  # profile-import payload limit
+MAX_JOB_PROFILES = 10_000  # bulk import job limit
+MAX_JOB_BYTES = 4_500_000  # under the 5 MB job payload limit, leaving room for the envelope
+# From bench/push.py: from 2 profiles on, a job (submit + 1-2 polls) costs no more calls
+# than one upsert per profile, but it is asynchronous; 25 keeps small batches immediate.
+BULK_THRESHOLD = 25
+
+Sleep = Callable[[float], None]
+
+
+def klaviyo_throttle(
+    pauses: Pauses, sleep: Sleep, clock: Callable[[], float], scale: float = 1.0
+) -> Throttle:
+    """The gate for one Klaviyo account at `scale` times the documented limits."""
+    scaled = {k: (max(1, round(s * scale)), max(1, round(m * scale)))
+              for k, (s, m) in RATE_LIMITS.items()}
+    limiter = LimiterByKey(
+        {k: FixedWindowLimiter([(s, 1.0), (m, 60.0)], clock) for k, (s, m) in scaled.items()}
+    )
+    rates = {k: AdaptiveRate(m / 60.0, clock) for k, (_, m) in scaled.items()}
+    return Throttle(limiter, pauses, rates, sleep)
+
+
+class KlaviyoClient:
+    platform = "klaviyo"
+
+    def __init__(
+        self,
+        api_key: str,
+        *,
+        base_url: str,
+        gate: CallGate,
+        sleep: Sleep,
+        timeout: float = 10.0,
+        max_batch: int = 1000,
+        bulk_threshold: int = BULK_THRESHOLD,
+        poll_interval: float = 1.0,
+        max_polls: int = 60,
+    ) -> None:
+        api = KlaviyoAPI(api_key, max_retries=1, test_host=base_url.rstrip("/"))
+        api.api_client.configuration.retries = urllib3.Retry(0, redirect=False)
+        api.api_client.rest_client = RESTClientObject(api.api_client.configuration)
+        self._profiles = api.Profiles  # each access builds a new API object: keep one
+        self._gate = gate
+        self._sleep = sleep
+        self._timeout = timeout
+        self.max_batch = max_batch
+        self._bulk_threshold = max(2, bulk_threshold)
+        self._poll_interval = poll_interval
+        self._max_polls = max_polls
+
+    def write(self, writes: Sequence[ProfileWrite]) -> list[WriteOutcome]:
+        """One outcome per write, in order; never raises for a platform answer."""
+        usable = [w for w in writes if _identified(w)]
+        sent = self._write_in_jobs(usable) if len(usable) >= self._bulk_threshold else (
+            self._write_each(usable))
+        by_key = {o.key: o for o in sent}
+        unusable = "no Klaviyo id, email or external id to write by"
+        return [by_key.get(w.key) or WriteOutcome(w.key, WriteStatus.FATAL, unusable)
+                for w in writes]
+
+    def provision(self) -> ProvisionReport:
+        """Proves the key works with the cheapest read (one profile, one call)."""
+        try:
+            self._gate.wait_turn(PROFILES)
+            self._profiles.get_profiles(page_size=1, _request_timeout=self._timeout)
+        except Exception as exc:
+            verdict = classify(exc, PROFILES)
+            return ProvisionReport(problems=(f"Klaviyo did not accept the key: {verdict.reason}",))
+        self._gate.succeeded(PROFILES)
+        return ProvisionReport(existing=("api key (profiles:read)",))
+
+    # -- one profile per call ---------------------------------------------------------
+    def _write_each(self, writes: Sequence[ProfileWrite]) -> list[WriteOutcome]:
+        outcomes: list[WriteOutcome] = []
+        stop: WriteOutcome | None = None
+        for write in writes:
+            if stop is not None:
+                outcomes.append(_as(stop, write.key, "not sent: " + stop.reason))
+                continue
+            outcome = self._upsert(write)
+            if outcome.throttled:
+                stop = outcome
+            outcomes.append(outcome)
+        return outcomes
+
+    def _upsert(self, write: ProfileWrite) -> WriteOutcome:
+        body = {"data": _resource(write)}
+        if len(json.dumps(body)) > MAX_PROFILE_BYTES:
+            return WriteOutcome(write.key, WriteStatus.FATAL, "profile payload over 100 KB")
+        self._gate.wait_turn(PROFILE_IMPORT)
+        try:
+            answer = self._profiles.create_or_update_profile(body, _request_timeout=self._timeout)
+        except Exception as exc:
+            return self._failed(exc, PROFILE_IMPORT, write.key)
+        self._gate.succeeded(PROFILE_IMPORT)
+        return WriteOutcome(write.key, WriteStatus.WRITTEN, platform_id=answer.data.id)
+
+    # -- bulk import jobs -------------------------------------------------------------
+    def _write_in_jobs(self, writes: Sequence[ProfileWrite]) -> list[WriteOutcome]:
+        outcomes: list[WriteOutcome] = []
+        stop: WriteOutcome | None = None
+        for job in _jobs(writes):
+            if stop is not None:
+                outcomes.extend(_as(stop, w.key, "not sent: " + stop.reason) for w in job)
+                continue
+            done = self._run_job(job)
+            stop = next((o for o in done if o.throttled), None)
+            outcomes.extend(done)
+        return outcomes
+
+    def _run_job(self, job: Sequence[ProfileWrite]) -> list[WriteOutcome]:
+        body = {"data": {"type": "profile-bulk-import-job", "attributes": {
+            "profiles": {"data": [_resource(w) for w in job]}}}}
+        self._gate.wait_turn(BULK_IMPORT)
+        try:
+            created = self._profiles.bulk_import_profiles(body, _request_timeout=self._timeout)
+        except Exception as exc:
+            verdict = classify(exc, BULK_IMPORT)
+            if verdict.throttled:
+                self._gate.throttled(BULK_IMPORT, BULK_IMPORT, verdict.retry_after or 1.0,
+                                     verdict.reason)
+            return [_as(verdict, w.key) for w in job]
+        self._gate.succeeded(BULK_IMPORT)
+        return self._await_job(created.data.id, job)
+
+    def _await_job(self, job_id: str, job: Sequence[ProfileWrite]) -> list[WriteOutcome]:
+        for _ in range(self._max_polls):
+            self._sleep(self._poll_interval)
+            self._gate.wait_turn(BULK_IMPORT)
+            try:
+                answer = self._profiles.get_bulk_import_profiles_job(
+                    job_id, _request_timeout=self._timeout
+                )
+            except Exception as exc:
+                verdict = classify(exc, BULK_IMPORT)
+                if not verdict.throttled:
+                    return [_as(verdict, w.key, "bulk job status unknown: " + verdict.reason)
+                            for w in job]
+                self._gate.throttled(BULK_IMPORT, BULK_IMPORT, verdict.retry_after or 1.0)
+                continue
+            self._gate.succeeded(BULK_IMPORT)
+            state = answer.data.attributes
+            if state.status == "complete" and not state.failed_count:
+                return [WriteOutcome(w.key, WriteStatus.WRITTEN) for w in job]
+            if state.status in ("complete", "cancelled"):
+                return self._write_each(job)  # which ones failed: ask profile by profile
+        reason = f"bulk job still processing after {self._max_polls} polls"
+        return [WriteOutcome(w.key, WriteStatus.RETRY, reason) for w in job]
+
+    def _failed(self, exc: Exception, endpoint: str, key: str) -> WriteOutcome:
+        verdict = classify(exc, endpoint)
+        if verdict.throttled:
+            self._gate.throttled(endpoint, endpoint, verdict.retry_after or 1.0, verdict.reason)
+        return _as(verdict, key)
+
+
+def _identified(write: ProfileWrite) -> bool:
+    ref = write.profile
+    return bool(ref.klaviyo_id or ref.email or ref.external_id)
+
+
+def _resource(write: ProfileWrite) -> dict[str, Any]:
+    """The profile resource: one identifier (Klaviyo id, else email, else external id)."""
+    ref = write.profile
+    attributes: dict[str, Any] = {"properties": dict(write.properties)}
+    resource: dict[str, Any] = {"type": "profile", "attributes": attributes}
+    if ref.klaviyo_id:
+        resource["id"] = ref.klaviyo_id
+    elif ref.email:
+        attributes["email"] = ref.email
+    elif ref.external_id:
+        attributes["external_id"] = ref.external_id
+    return resource
+
+
+def _jobs(writes: Sequence[ProfileWrite]) -> list[list[ProfileWrite]]:
+    """Split into jobs within Klaviyo's profile-count and payload limits."""
+    jobs: list[list[ProfileWrite]] = [[]]
+    size = 0
+    for write in writes:
+        weight = len(json.dumps(_resource(write))) + 1
+        if jobs[-1] and (len(jobs[-1]) >= MAX_JOB_PROFILES or size + weight > MAX_JOB_BYTES):
+            jobs.append([])
+            size = 0
+        jobs[-1].append(write)
+        size += weight
+    return [job for job in jobs if job]
+
+
+def _as(template: WriteOutcome, key: str, reason: str | None = None) -> WriteOutcome:
+    return WriteOutcome(
+        key, template.status, template.reason if reason is None else reason,
+        retry_after=template.retry_after, throttled=template.throttled,
+        pause_scope=template.pause_scope,
+    )

@@ -1,0 +1,289 @@
+"""`FakeKlaviyoApi`: the slice of Klaviyo's API the connector uses, as a real HTTP server.
+
+State: profiles (by id, email, external id) and bulk import jobs. Every request needs
+`Authorization: Klaviyo-API-Key <key>` and a `revision` header; request bodies are
+validated against Klaviyo's OpenAPI slice; errors are JSON:API `{"errors": [...]}`.
+Rate limits are enforced per endpoint in fixed windows (burst per second, steady per
+minute; defaults are the documented ones, `limits=` overrides them). A 429 carries
+`Retry-After` (whole seconds) and pauses that endpoint: calls made before it ends get 429
+again and are counted in `calls_during_pause`.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from tests.fakes.http_fake import Clock, FakeHttpApi, Reply, Request, first, header
+from tests.fakes.klaviyo_spec import problems
+
+DOCUMENTED_LIMITS: dict[str, tuple[int, int]] = {  # endpoint: (per second, per minute)
+    "profile-import": (75, 700),
+    "profile-bulk-import-jobs": (10, 150),
+    "profiles": (75, 700),
+}
+JSONAPI = "application/vnd.api+json"
+
+
+@dataclass
+class KlaviyoProfile:
+    id: str
+    email: str | None = None
+    external_id: str | None = None
+    properties: dict[str, Any] = field(default_factory=dict)
+    writes: int = 0
+
+
+@dataclass
+class Job:
+    id: str
+    total: int
+    failed: int
+    polls_left: int
+
+
+def error(status: int, code: str, title: str, detail: str, pointer: str = "/data/") -> Reply:
+    item = {"id": str(uuid.uuid4()), "status": status, "code": code, "title": title,
+            "detail": detail, "source": {"pointer": pointer}}
+    return Reply(status, {"errors": [item]}, content_type=JSONAPI)
+
+
+def throttled(seconds: int) -> Reply:
+    reply = error(429, "throttled", "Request was throttled.",
+                  f"Request was throttled. Expected available in {seconds} second.")
+    reply.headers["Retry-After"] = str(seconds)
+    return reply
+
+
+class FakeKlaviyoApi(FakeHttpApi):
+    def __init__(
+        self,
+        api_key: str = "pk_test",
+        *,
+        clock: Clock | None = None,
+        limits: dict[str, tuple[int, int]] | None = None,
+        job_polls: int = 1,
+    ) -> None:
+        super().__init__(clock)
+        self.api_key = api_key
+        self.limits = {**DOCUMENTED_LIMITS, **(limits or {})}
+        self.job_polls = job_polls  # polls a bulk job answers "processing" before "complete"
+        self.profiles: dict[str, KlaviyoProfile] = {}
+        self.jobs: dict[str, Job] = {}
+        self.calls_during_pause = 0
+        self.rejected: list[str] = []  # why bodies failed schema validation
+        self._windows: dict[tuple[str, int], tuple[int, int]] = {}
+        self._quiet_until: dict[str, float] = {}
+
+    # -- state helpers for tests ----------------------------------------------------
+    def add_profile(self, email: str | None = None, external_id: str | None = None) -> str:
+        profile = KlaviyoProfile(self._new_id(), email, external_id)
+        self.profiles[profile.id] = profile
+        return profile.id
+
+    def by_email(self, email: str) -> KlaviyoProfile | None:
+        return next((p for p in self.profiles.values() if p.email == email), None)
+
+    def calls(self, endpoint: str) -> int:
+        return sum(1 for r in self.requests if _endpoint(r.path) == endpoint)
+
+    # -- HTTP ---------------------------------------------------------------------------
+    def handle(self, request: Request) -> Reply:
+        if header(request, "Authorization") != f"Klaviyo-API-Key {self.api_key}":
+            return error(401, "not_authenticated", "Authentication credentials were not "
+                         "provided.", "Missing or invalid private key.")
+        if not header(request, "revision"):
+            return error(400, "invalid", "Invalid input.", "A revision header is required.")
+        endpoint = _endpoint(request.path)
+        with self.lock:
+            limited = self._rate_limit(endpoint, request.at)
+        if limited is not None:
+            return limited
+        with self.lock:
+            reply = self._route(request, endpoint)
+        reply.headers.update(self._rate_headers(endpoint, request.at))
+        return reply
+
+    def _route(self, request: Request, endpoint: str) -> Reply:
+        if request.method == "POST" and endpoint == "profile-import":
+            return self._profile_import(request.body)
+        if request.method == "POST" and request.path == "/api/profile-bulk-import-jobs":
+            return self._bulk_import(request.body)
+        if request.method == "GET" and endpoint == "profile-bulk-import-jobs":
+            return self._job(request.path.rsplit("/", 1)[-1])
+        if request.method == "GET" and request.path == "/api/profiles":
+            return self._list_profiles(request)
+        return error(404, "not_found", "Not found.", f"No route for {request.method} "
+                     f"{request.path}.")
+
+    def _rate_limit(self, endpoint: str, now: float) -> Reply | None:
+        quiet = self._quiet_until.get(endpoint, 0.0)
+        if now < quiet:
+            self.calls_during_pause += 1
+            return throttled(max(1, math.ceil(quiet - now)))
+        per_second, per_minute = self.limits.get(endpoint, (10**9, 10**9))
+        wait = 0.0
+        for limit, length in ((per_second, 1), (per_minute, 60)):
+            index, count = self._window(endpoint, length, now)
+            if count >= limit:
+                wait = max(wait, (index + 1) * length - now)
+        if wait > 0:
+            seconds = max(1, math.ceil(wait))
+            self._quiet_until[endpoint] = now + seconds
+            return throttled(seconds)
+        for length in (1, 60):
+            index, count = self._window(endpoint, length, now)
+            self._windows[(endpoint, length)] = (index, count + 1)
+        return None
+
+    def pause(self, endpoint: str, seconds: int) -> None:
+        """Answer 429 to `endpoint` for `seconds` from now (a scripted 429 storm)."""
+        self._quiet_until[endpoint] = self.clock() + seconds
+
+    def _window(self, endpoint: str, length: int, now: float) -> tuple[int, int]:
+        index = math.floor(now / length)
+        seen, count = self._windows.get((endpoint, length), (index, 0))
+        return index, (count if seen == index else 0)
+
+    def _rate_headers(self, endpoint: str, now: float) -> dict[str, str]:
+        per_second, per_minute = self.limits.get(endpoint, (10**9, 10**9))
+        _, used = self._window(endpoint, 60, now)
+        reset = 60 - int(now % 60)
+        return {"RateLimit-Limit": str(per_minute), "RateLimit-Remaining":
+                str(max(0, per_minute - used)), "RateLimit-Reset": str(reset)}
+
+    # -- endpoints -------------------------------------------------------------------
+    def _profile_import(self, body: Any) -> Reply:
+        invalid = self._invalid("ProfileUpsertQuery", body)
+        if invalid is not None:
+            return invalid
+        data = body["data"]
+        bad_email = _bad_email(data["attributes"])
+        if bad_email:
+            return error(400, "invalid", "Invalid input.", bad_email, "/data/attributes/email")
+        profile, created = self._upsert(data)
+        if profile is None:
+            return error(404, "not_found", "Not found.", "A profile with this id does not exist.",
+                         "/data/id")
+        return Reply(201 if created else 200, self._profile_body(profile), content_type=JSONAPI)
+
+    def _bulk_import(self, body: Any) -> Reply:
+        invalid = self._invalid("ProfileImportJobCreateQuery", body)
+        if invalid is not None:
+            return invalid
+        entries = body["data"]["attributes"]["profiles"]["data"]
+        if len(entries) > 10_000:
+            return error(400, "invalid", "Invalid input.", "At most 10000 profiles per job.")
+        failed = 0
+        for entry in entries:
+            if _bad_email(entry.get("attributes", {})) or self._upsert(entry)[0] is None:
+                failed += 1
+        job = Job(str(uuid.uuid4()), len(entries), failed, self.job_polls)
+        self.jobs[job.id] = job
+        return Reply(202, {"data": self._job_resource(job, "queued")}, content_type=JSONAPI)
+
+    def _job(self, job_id: str) -> Reply:
+        job = self.jobs.get(job_id)
+        if job is None:
+            return error(404, "not_found", "Not found.", "No such job.", "/job_id")
+        status = "processing" if job.polls_left > 0 else "complete"
+        job.polls_left -= 1
+        return Reply(200, {"data": self._job_resource(job, status)}, content_type=JSONAPI)
+
+    def _list_profiles(self, request: Request) -> Reply:
+        size = int(first(request.query, "page[size]", "20"))
+        if not 1 <= size <= 100:
+            return error(400, "invalid", "Invalid input.", "page[size] must be 1-100.",
+                         "page[size]")
+        chosen = list(self.profiles.values())[:size]
+        body = {"data": [self._profile_body(p)["data"] for p in chosen],
+                "links": {"self": f"{self.base_url}/api/profiles", "next": None, "prev": None}}
+        return Reply(200, body, content_type=JSONAPI)
+
+    # -- helpers ---------------------------------------------------------------------
+    def _invalid(self, schema: str, body: Any) -> Reply | None:
+        found = problems(schema, body)
+        if not found:
+            return None
+        self.rejected.extend(found)
+        pointer, _, message = found[0].partition(": ")
+        return error(400, "invalid", "Invalid input.", message, pointer)
+
+    def _upsert(self, data: dict[str, Any]) -> tuple[KlaviyoProfile | None, bool]:
+        attributes = data.get("attributes") or {}
+        profile = self._find(data.get("id"), attributes)
+        if profile is None and data.get("id"):
+            return None, False
+        created = profile is None
+        if profile is None:
+            profile = KlaviyoProfile(self._new_id())
+            self.profiles[profile.id] = profile
+        for name in ("email", "external_id"):
+            if attributes.get(name) is not None:
+                setattr(profile, name, attributes[name])
+        for name, value in (attributes.get("properties") or {}).items():
+            if value is None:
+                profile.properties.pop(name, None)
+            else:
+                profile.properties[name] = value
+        profile.writes += 1
+        return profile, created
+
+    def _find(self, profile_id: Any, attributes: dict[str, Any]) -> KlaviyoProfile | None:
+        if profile_id:
+            return self.profiles.get(str(profile_id))
+        for name in ("email", "external_id"):
+            value = attributes.get(name)
+            if value is not None:
+                found = next((p for p in self.profiles.values()
+                              if getattr(p, name) == value), None)
+                if found is not None:
+                    return found
+        return None
+
+    def _profile_body(self, profile: KlaviyoProfile) -> dict[str, Any]:
+        now = _iso()
+        link = {"self": f"{self.base_url}/api/profiles/{profile.id}/"}
+        attributes = {
+            "email": profile.email, "phone_number": None, "external_id": profile.external_id,
+            "first_name": None, "last_name": None, "organization": None, "locale": None,
+            "title": None, "image": None, "created": now, "updated": now,
+            "last_event_date": None, "location": None, "properties": dict(profile.properties),
+        }
+        data = {"type": "profile", "id": profile.id, "attributes": attributes, "links": link}
+        return {"data": data, "links": link}
+
+    def _job_resource(self, job: Job, status: str) -> dict[str, Any]:
+        now = _iso()
+        done = status == "complete"
+        attributes = {
+            "status": status, "created_at": now, "total_count": job.total,
+            "completed_count": job.total - job.failed if done else 0,
+            "failed_count": job.failed if done else 0,
+            "completed_at": now if done else None, "expires_at": now, "started_at": now,
+        }
+        link = {"self": f"{self.base_url}/api/profile-bulk-import-jobs/{job.id}/"}
+        return {"type": "profile-bulk-import-job", "id": job.id, "attributes": attributes,
+                "links": link}
+
+    def _new_id(self) -> str:
+        return "01K" + uuid.uuid4().hex[:23].upper()
+
+
+def _endpoint(path: str) -> str:
+    parts = path.strip("/").split("/")
+    return parts[1] if len(parts) > 1 and parts[0] == "api" else path
+
+
+def _bad_email(attributes: dict[str, Any]) -> str:
+    email = attributes.get("email")
+    if email is not None and "@" not in str(email):
+        return "Invalid email address."
+    return ""
+
+
+def _iso() -> str:
+    return datetime.now(UTC).isoformat()

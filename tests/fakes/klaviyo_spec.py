@@ -1,0 +1,48 @@
+"""Request-body validation against Klaviyo's OpenAPI slice (tests/fixtures/klaviyo-openapi)."""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft202012Validator
+
+SPEC = Path(__file__).resolve().parent.parent / "fixtures" / "klaviyo-openapi" / "profiles.json"
+
+
+def _nullable(node: Any) -> Any:
+    """OpenAPI 3.0 `nullable: true` as JSON Schema: the type also admits null."""
+    if isinstance(node, list):
+        return [_nullable(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {key: _nullable(value) for key, value in node.items()}
+    if out.pop("nullable", False):
+        if "type" in out:
+            out["type"] = [out["type"], "null"]
+        if "enum" in out:
+            out["enum"] = [*out["enum"], None]
+        if "$ref" in out:
+            out = {"anyOf": [{"$ref": out.pop("$ref")}, {"type": "null"}], **out}
+    return out
+
+
+@lru_cache(maxsize=1)
+def _components() -> dict[str, Any]:
+    spec = json.loads(SPEC.read_text(encoding="utf-8"))
+    components: dict[str, Any] = _nullable(spec["components"])
+    return components
+
+
+@lru_cache(maxsize=None)
+def validator(schema_name: str) -> Draft202012Validator:
+    root = {"$ref": f"#/components/schemas/{schema_name}", "components": _components()}
+    return Draft202012Validator(root)
+
+
+def problems(schema_name: str, body: Any) -> list[str]:
+    """Every way `body` breaks the named request schema, as 'pointer: message' lines."""
+    errors = sorted(validator(schema_name).iter_errors(body), key=lambda e: list(e.path))
+    return ["/" + "/".join(str(p) for p in e.path) + ": " + e.message for e in errors]
