@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,7 @@ def _components() -> dict[str, Any]:
     return components
 
 
-@lru_cache(maxsize=None)
+@cache
 def validator(schema_name: str) -> Draft202012Validator:
     root = {"$ref": f"#/components/schemas/{schema_name}", "components": _components()}
     return Draft202012Validator(root)

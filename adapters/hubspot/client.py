@@ -1,0 +1,270 @@
+"""`HubSpotClient`: the `PlatformClient` port over the official `hubspot-api-client` SDK.
+
+Writes with a HubSpot record id go through `batch/update`; the others, by email, through
+`batch/upsert` (`idProperty=email`: an unknown email creates the contact); up to 100 per
+call. Each record's outcome is read from the answer (200, or 207 with per-record
+`errors`), matched by `objectWriteTraceId`. A 2xx with neither results nor errors is a
+failure (RETRY). A 400 for a whole batch is split in halves until the bad record is
+alone, so the others are written and only it is FATAL.
+
+The SDK's retries are off (`Retry(0)`), every call has a timeout and passes the injected
+`CallGate` first (one limit for the whole account: endpoint `API`). A 429 pauses the
+account; the rest of the batch is then not sent and comes back throttled.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, tzinfo
+from functools import partial
+from typing import Any
+
+import hubspot.crm.properties as props
+import urllib3
+from hubspot import HubSpot
+from hubspot.crm.contacts import (
+    BatchInputSimplePublicObjectBatchInput,
+    BatchInputSimplePublicObjectBatchInputUpsert,
+    SimplePublicObjectBatchInput,
+    SimplePublicObjectBatchInputUpsert,
+)
+
+from adapters.hubspot.errors import API_EXCEPTIONS, classify, classify_record_error
+from connector.core.adaptive import AdaptiveRate
+from connector.core.pauses import Pauses
+from connector.core.ports import ProfileWrite, ProvisionReport, WriteOutcome, WriteStatus
+from connector.core.properties_schema import PROPERTY_GROUP, PROPERTY_GROUP_LABEL, PROPERTY_SPECS
+from connector.core.ratelimit import RollingWindowLimiter
+from connector.core.throttle import CallGate, Throttle
+
+API = "api"  # every call counts against one account-wide limit (search aside)
+LIMIT_PER_10S = 100  # private apps on Free/Starter; 190 on Pro/Enterprise, 110 for OAuth apps
+MAX_BATCH = 100  # HubSpot's batch size limit
+
+Clock = Callable[[], float]
+
+
+def hubspot_throttle(
+    pauses: Pauses, sleep: Callable[[float], None], clock: Clock,
+    limit_per_10s: int = LIMIT_PER_10S,
+) -> Throttle:
+    """The gate for one HubSpot account: HubSpot's exact rolling ten-second window."""
+    limiter = RollingWindowLimiter(limit_per_10s, 10.0, clock)
+    return Throttle(limiter, pauses, {API: AdaptiveRate(limit_per_10s / 10.0, clock)}, sleep)
+
+
+class HubSpotClient:
+    platform = "hubspot"
+    max_batch = MAX_BATCH
+
+    def __init__(
+        self,
+        access_token: str,
+        *,
+        base_url: str,
+        gate: CallGate,
+        timeout: float = 10.0,
+        clock: Clock = time.time,
+        account_tz: tzinfo = UTC,
+    ) -> None:
+        sdk = HubSpot(access_token=access_token, retry=urllib3.Retry(0, redirect=False),
+                      host=base_url.rstrip("/"))
+        self._batch = sdk.crm.contacts.batch_api  # each access builds a client: keep one
+        self._properties = sdk.crm.properties.core_api
+        self._groups = sdk.crm.properties.groups_api
+        self._gate = gate
+        self._timeout = timeout
+        self._clock = clock
+        self._tz = account_tz
+        self._unchecked = props.Configuration()
+        self._unchecked.client_side_validation = False  # the SDK's enum lacks fieldType html
+
+    def write(self, writes: Sequence[ProfileWrite]) -> list[WriteOutcome]:
+        """One outcome per write, in order; never raises for a platform answer."""
+        if len(writes) > MAX_BATCH:
+            raise ValueError(f"writes: at most {MAX_BATCH} per call, got {len(writes)}")
+        by_id = [w for w in writes if w.profile.hubspot_id]
+        by_email = [w for w in writes if not w.profile.hubspot_id and w.profile.email]
+        found = {o.key: o for o in self._send(by_id, upsert=False)}
+        stop = next((o for o in found.values() if o.throttled), None)
+        if stop is not None:
+            found.update({w.key: _as(stop, w.key, "not sent: " + stop.reason) for w in by_email})
+        else:
+            found.update({o.key: o for o in self._send(by_email, upsert=True)})
+        none = WriteOutcome("", WriteStatus.FATAL, "no HubSpot record id or email to write by")
+        return [found.get(w.key) or _as(none, w.key) for w in writes]
+
+    # -- batches ----------------------------------------------------------------------
+    def _send(self, writes: Sequence[ProfileWrite], *, upsert: bool) -> list[WriteOutcome]:
+        if not writes:
+            return []
+        self._gate.wait_turn(API)
+        try:
+            answer = self._call(writes, upsert)
+        except Exception as exc:
+            return self._failed(exc, writes, upsert)
+        self._gate.succeeded(API)
+        return self._read(answer, writes, upsert)
+
+    def _call(self, writes: Sequence[ProfileWrite], upsert: bool) -> Any:
+        if upsert:
+            inputs = [SimplePublicObjectBatchInputUpsert(
+                id_property="email", id=w.profile.email, properties=dict(w.properties),
+                object_write_trace_id=str(i)) for i, w in enumerate(writes)]
+            return self._batch.upsert(
+                BatchInputSimplePublicObjectBatchInputUpsert(inputs=inputs),
+                _request_timeout=self._timeout)
+        inputs_by_id = [SimplePublicObjectBatchInput(
+            id=w.profile.hubspot_id, properties=dict(w.properties),
+            object_write_trace_id=str(i)) for i, w in enumerate(writes)]
+        return self._batch.update(
+            BatchInputSimplePublicObjectBatchInput(inputs=inputs_by_id),
+            _request_timeout=self._timeout)
+
+    def _failed(
+        self, exc: Exception, writes: Sequence[ProfileWrite], upsert: bool
+    ) -> list[WriteOutcome]:
+        verdict = classify(exc, now=self._clock(), tz=self._tz)
+        if verdict.throttled:
+            self._gate.throttled(API, verdict.pause_scope, verdict.retry_after or 1.0,
+                                 verdict.reason)
+        if getattr(exc, "status", None) == 400 and len(writes) > 1:
+            return self._split(writes, upsert)
+        return [_as(verdict, w.key) for w in writes]
+
+    def _split(self, writes: Sequence[ProfileWrite], upsert: bool) -> list[WriteOutcome]:
+        """Send each half on its own, so a 400 ends up with the record that caused it."""
+        middle = len(writes) // 2
+        first = self._send(writes[:middle], upsert=upsert)
+        stop = next((o for o in first if o.throttled), None)
+        if stop is not None:
+            return first + [_as(stop, w.key, "not sent: " + stop.reason)
+                            for w in writes[middle:]]
+        return first + self._send(writes[middle:], upsert=upsert)
+
+    def _read(
+        self, answer: Any, writes: Sequence[ProfileWrite], upsert: bool
+    ) -> list[WriteOutcome]:
+        results = list(getattr(answer, "results", None) or [])
+        errors = list(getattr(answer, "errors", None) or [])
+        if not results and not errors:
+            empty = "HubSpot answered 2xx with neither results nor errors"
+            return [WriteOutcome(w.key, WriteStatus.RETRY, empty) for w in writes]
+        index = _index(writes, upsert)
+        found: dict[int, WriteOutcome] = {}
+        for result in results:
+            at = _position(index, [result.object_write_trace_id], _result_ids(result, upsert))
+            if at is not None:
+                found[at] = WriteOutcome(writes[at].key, WriteStatus.WRITTEN,
+                                         platform_id=str(result.id))
+        for error in errors:
+            context = error.context or {}
+            verdict = classify_record_error(str(error.category), str(error.message))
+            for at in _positions(index, context):
+                found.setdefault(at, _as(verdict, writes[at].key))
+        missing = WriteOutcome("", WriteStatus.RETRY, "HubSpot gave no result for this record")
+        return [found.get(i) or _as(missing, w.key) for i, w in enumerate(writes)]
+
+    # -- provisioning -----------------------------------------------------------------
+    def provision(self) -> ProvisionReport:
+        """Creates the `dcb` group and every `dcb_*` property that is missing (idempotent);
+        an existing property of the wrong type is reported in `problems`."""
+        created: list[str] = []
+        existing: list[str] = []
+        problems: list[str] = []
+        group = props.PropertyGroupCreate(name=PROPERTY_GROUP, label=PROPERTY_GROUP_LABEL,
+                                          display_order=-1)
+        outcome = self._provision_call(lambda: self._groups.create(
+            "contacts", group, _request_timeout=self._timeout))
+        if outcome is None:
+            created.append(f"group {PROPERTY_GROUP}")
+        elif outcome == 409:
+            existing.append(f"group {PROPERTY_GROUP}")
+        else:
+            return ProvisionReport(problems=(f"group {PROPERTY_GROUP}: {outcome}",))
+        try:
+            self._gate.wait_turn(API)
+            defined = {p.name: p for p in self._properties.get_all(
+                "contacts", _request_timeout=self._timeout).results}
+        except Exception as exc:
+            reason = classify(exc, now=self._clock(), tz=self._tz).reason
+            return ProvisionReport(tuple(created), tuple(existing), (f"properties: {reason}",))
+        for spec in PROPERTY_SPECS:
+            have = defined.get(spec.name)
+            if have is not None:
+                if (have.type, have.field_type) != ("string", spec.field_type):
+                    problems.append(f"{spec.name} is {have.type}/{have.field_type}, "
+                                    f"expected string/{spec.field_type}")
+                else:
+                    existing.append(spec.name)
+                continue
+            body = props.PropertyCreate(
+                name=spec.name, label=spec.label, type="string", field_type=spec.field_type,
+                group_name=PROPERTY_GROUP, description=spec.description,
+                local_vars_configuration=self._unchecked)
+            outcome = self._provision_call(partial(
+                self._properties.create, "contacts", body, _request_timeout=self._timeout))
+            if outcome is None:
+                created.append(spec.name)
+            elif outcome == 409:
+                existing.append(spec.name)
+            else:
+                problems.append(f"{spec.name}: {outcome}")
+        return ProvisionReport(tuple(created), tuple(existing), tuple(problems))
+
+    def _provision_call(self, call: Callable[[], Any]) -> int | str | None:
+        """None when created, 409 when it exists, else the reason it failed."""
+        self._gate.wait_turn(API)
+        try:
+            call()
+        except API_EXCEPTIONS as exc:
+            if exc.status == 409:
+                return 409
+            return classify(exc, now=self._clock(), tz=self._tz).reason
+        except Exception as exc:
+            return classify(exc, now=self._clock(), tz=self._tz).reason
+        self._gate.succeeded(API)
+        return None
+
+
+def _index(writes: Sequence[ProfileWrite], upsert: bool) -> dict[str, int]:
+    """Trace ids and record ids (ids or emails) to positions in `writes`."""
+    index = {str(i): i for i in range(len(writes))}
+    for i, w in enumerate(writes):
+        record = w.profile.email if upsert else w.profile.hubspot_id
+        if record:
+            index.setdefault("id:" + record.lower(), i)
+    return index
+
+
+def _result_ids(result: Any, upsert: bool) -> list[str]:
+    if upsert:
+        email = (result.properties or {}).get("email")
+        return [str(email)] if email else []
+    return [str(result.id)]
+
+
+def _position(index: dict[str, int], traces: list[Any], ids: list[str]) -> int | None:
+    for trace in traces:
+        if trace is not None and str(trace) in index:
+            return index[str(trace)]
+    for record in ids:
+        if "id:" + record.lower() in index:
+            return index["id:" + record.lower()]
+    return None
+
+
+def _positions(index: dict[str, int], context: dict[str, Any]) -> list[int]:
+    traces = list(context.get("objectWriteTraceId") or [])
+    ids = [str(i) for i in context.get("ids") or []]
+    found = {_position(index, [t], []) for t in traces} | {_position(index, [], [i]) for i in ids}
+    return sorted(p for p in found if p is not None)
+
+
+def _as(template: WriteOutcome, key: str, reason: str | None = None) -> WriteOutcome:
+    return WriteOutcome(
+        key, template.status, template.reason if reason is None else reason,
+        retry_after=template.retry_after, throttled=template.throttled,
+        pause_scope=template.pause_scope,
+    )
