@@ -327,4 +327,3 @@ class BlockSandbox(ImmutableSandboxedEnvironment):
         if name == "replace" or isinstance(owner, str):
             _check_arguments(name, owner, args, kwargs)
         return _sized(__context.call(__obj, *args, **kwargs), f"{name}()")
-
