@@ -35,7 +35,12 @@ class ParamSpec:
     description: str = ""
 
     def check(self, value: Any) -> Any:
-        """Return `value` if it fits this parameter's type; raise `CatalogueError` if not."""
+        """Return `value` if it fits this parameter's type; raise `CatalogueError` if not.
+
+        None fits a parameter whose default is None (an optional one).
+        """
+        if value is None and self.default is None:
+            return None
         allowed = PARAM_TYPES[self.type]
         if isinstance(value, bool) and bool not in allowed:
             raise CatalogueError(f"parameter {self.name!r} expects {self.type}, got {value!r}")

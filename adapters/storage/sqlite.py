@@ -1,0 +1,407 @@
+"""`SqlitePipelineStore`: the embedded store, one SQLite file, durable at every commit.
+
+Enqueues use group commit: request threads hand their events to one writer thread, which
+writes everything waiting in one fsync'd transaction and then releases every request in
+it. Everything else runs on the calling thread's own connection; SQLite serializes writers.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Future
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from adapters.storage.sqlite_schema import connect, migrate
+from connector.core.storage import (
+    DEDUP_TTL,
+    Backpressure,
+    Claimed,
+    DeadLetter,
+    EnqueueResult,
+    Inbound,
+    PendingWrite,
+    ProfileUpdate,
+    Settlement,
+)
+
+#: How long a claimed event stays leased to a worker before another may take it. A
+#: worker settles a batch within a second or two; 30 s leaves room for a slow platform
+#: fetch without letting a crashed worker hold events for long.
+LEASE_SECONDS = 30.0
+#: The most enqueue requests one group commit takes; bounds one transaction's size.
+GROUP_LIMIT = 512
+
+_Job = tuple[Sequence[Inbound], float, "Future[EnqueueResult]"]
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+class SqlitePipelineStore:
+    """The `PipelineStore` port on SQLite. Thread-safe; one process at a time."""
+
+    def __init__(self, path: Path, queue_limit: int = 100_000) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = str(path)
+        self.queue_limit = queue_limit
+        self._local = threading.local()
+        migrate(self._connection())
+        self._depth = self._count_events()
+        self._depth_lock = threading.Lock()
+        self._jobs: queue.Queue[_Job | None] = queue.Queue()
+        self._writer = threading.Thread(
+            target=self._write_groups, name="dcb-group-commit", daemon=True
+        )
+        self._writer.start()
+
+    # --- connections ----------------------------------------------------------------------
+
+    def _connection(self) -> sqlite3.Connection:
+        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = connect(self.path)
+            self._local.connection = connection
+        return connection
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        connection = self._connection()
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            yield connection
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        connection.execute("COMMIT")
+
+    def close(self) -> None:
+        """Stop the group-commit writer (after it drains) and close this thread's connection."""
+        self._jobs.put(None)
+        self._writer.join(timeout=10)
+        connection = getattr(self._local, "connection", None)
+        if connection is not None:
+            connection.close()
+            self._local.connection = None
+
+    def ping(self) -> bool:
+        """True when the database answers a query."""
+        self._connection().execute("SELECT 1").fetchone()
+        return True
+
+    def _count_events(self) -> int:
+        return int(self._connection().execute("SELECT count(*) FROM events").fetchone()[0])
+
+    # --- enqueue, with group commit -------------------------------------------------------
+
+    def enqueue(self, items: Sequence[Inbound], now: float) -> EnqueueResult:
+        if not items:
+            return EnqueueResult(0, 0)
+        with self._depth_lock:
+            if self._depth >= self.queue_limit:
+                raise Backpressure(self._depth, self.queue_limit)
+        done: Future[EnqueueResult] = Future()
+        self._jobs.put((items, now, done))
+        return done.result()
+
+    def _write_groups(self) -> None:
+        while True:
+            first = self._jobs.get()
+            if first is None:
+                return
+            group = [first]
+            while len(group) < GROUP_LIMIT:
+                try:
+                    job = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if job is None:
+                    self._jobs.put(None)
+                    break
+                group.append(job)
+            self._commit_group(group)
+
+    def _commit_group(self, group: list[_Job]) -> None:
+        results: list[EnqueueResult] = []
+        try:
+            with self._transaction() as db:
+                for items, now, _ in group:
+                    results.append(self._insert(db, items, now))
+        except Exception as exc:  # every waiting request learns of the failure
+            for _, _, done in group:
+                done.set_exception(exc)
+            return
+        with self._depth_lock:
+            self._depth += sum(r.accepted for r in results)
+        for (_, _, done), result in zip(group, results, strict=True):
+            done.set_result(result)
+
+    @staticmethod
+    def _insert(db: sqlite3.Connection, items: Sequence[Inbound], now: float) -> EnqueueResult:
+        accepted = duplicates = 0
+        expires = now + DEDUP_TTL.total_seconds()
+        for item in items:
+            row = db.execute(
+                "INSERT INTO dedup (account, key, expires_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (account, key) DO UPDATE SET expires_at = excluded.expires_at "
+                "WHERE dedup.expires_at < ? RETURNING key",
+                (item.account, item.dedup_key, expires, now),
+            ).fetchone()
+            if row is None:
+                duplicates += 1
+                continue
+            db.execute(
+                "INSERT INTO events (account, event, platforms, enqueued_at) VALUES (?, ?, ?, ?)",
+                (item.account, _dumps(item.event), ",".join(item.platforms), now),
+            )
+            accepted += 1
+        return EnqueueResult(accepted, duplicates)
+
+    # --- processing -----------------------------------------------------------------------
+
+    def release_leases(self) -> int:
+        """Make every leased event claimable now (start-up of the single embedded process)."""
+        with self._transaction() as db:
+            cursor = db.execute("UPDATE events SET lease_owner = NULL, lease_until = 0 "
+                                "WHERE lease_owner IS NOT NULL")  # fmt: skip
+            return cursor.rowcount
+
+    def claim(self, consumer: str, limit: int, now: float) -> list[Claimed]:
+        with self._transaction() as db:
+            rows = db.execute(
+                "UPDATE events SET lease_owner = ?, lease_until = ?, attempts = attempts + 1 "
+                "WHERE id IN (SELECT id FROM events WHERE lease_until <= ? ORDER BY id LIMIT ?) "
+                "RETURNING id, account, event, platforms, attempts",
+                (consumer, now + LEASE_SECONDS, now, limit),
+            ).fetchall()
+        rows.sort(key=lambda r: int(r[0]))
+        return [
+            Claimed(str(r[0]), r[1], json.loads(r[2]), tuple(p for p in r[3].split(",") if p), r[4])
+            for r in rows
+        ]
+
+    def resolve_profile(self, account: str, identifiers: Mapping[str, str]) -> str | None:
+        db = self._connection()
+        for kind, value in identifiers.items():
+            row = db.execute(
+                "SELECT profile_key FROM identities WHERE account = ? AND identifier = ?",
+                (account, f"{kind}:{value}"),
+            ).fetchone()
+            if row is not None:
+                return str(row[0])
+        return None
+
+    def load_context(self, account: str, profile_key: str) -> dict[str, Any] | None:
+        row = (
+            self._connection()
+            .execute(
+                "SELECT context FROM contexts WHERE account = ? AND profile_key = ?",
+                (account, profile_key),
+            )
+            .fetchone()
+        )
+        return json.loads(row[0]) if row else None
+
+    def last_written(self, account: str, platform: str, profile_key: str) -> dict[str, str] | None:
+        row = (
+            self._connection()
+            .execute(
+                "SELECT properties FROM written "
+                "WHERE account = ? AND platform = ? AND profile_key = ?",
+                (account, platform, profile_key),
+            )
+            .fetchone()
+        )
+        return json.loads(row[0]) if row else None
+
+    def is_pending(self, account: str, platform: str, profile_key: str) -> bool:
+        row = (
+            self._connection()
+            .execute(
+                "SELECT 1 FROM pending WHERE account = ? AND platform = ? AND profile_key = ?",
+                (account, platform, profile_key),
+            )
+            .fetchone()
+        )
+        return row is not None
+
+    def commit(self, updates: Sequence[ProfileUpdate], done: Sequence[str], now: float) -> None:
+        with self._transaction() as db:
+            for update in updates:
+                self._save_profile(db, update, now)
+            db.executemany("DELETE FROM events WHERE id = ?", [(int(i),) for i in done])
+        with self._depth_lock:
+            self._depth = max(0, self._depth - len(done))
+
+    @staticmethod
+    def _save_profile(db: sqlite3.Connection, update: ProfileUpdate, now: float) -> None:
+        account, key = update.account, update.profile_key
+        db.execute(
+            "INSERT INTO contexts (account, profile_key, context) VALUES (?, ?, ?) "
+            "ON CONFLICT (account, profile_key) DO UPDATE SET context = excluded.context",
+            (account, key, _dumps(update.context)),
+        )
+        db.executemany(
+            "INSERT OR IGNORE INTO identities (account, identifier, profile_key) VALUES (?, ?, ?)",
+            [(account, f"{kind}:{value}", key) for kind, value in update.identifiers.items()],
+        )
+        for write in update.writes:
+            db.execute(
+                "INSERT INTO pending (account, platform, profile_key, identifiers, properties, "
+                "version, attempts, due_at, first_queued_at) VALUES (?, ?, ?, ?, ?, 1, 0, ?, ?) "
+                "ON CONFLICT (account, platform, profile_key) DO UPDATE SET "
+                "identifiers = excluded.identifiers, properties = excluded.properties, "
+                "version = pending.version + 1, attempts = 0, "
+                "due_at = min(pending.due_at, excluded.due_at)",
+                (account, write.platform, key, _dumps(dict(write.identifiers)),
+                 _dumps(dict(write.properties)), now, now),
+            )  # fmt: skip
+
+    # --- delivery -------------------------------------------------------------------------
+
+    def take_due(self, account: str, platform: str, limit: int, now: float) -> list[PendingWrite]:
+        rows = (
+            self._connection()
+            .execute(
+                "SELECT profile_key, identifiers, properties, version, attempts, first_queued_at "
+                "FROM pending WHERE account = ? AND platform = ? AND due_at <= ? "
+                "ORDER BY due_at, first_queued_at LIMIT ?",
+                (account, platform, now, limit),
+            )
+            .fetchall()
+        )
+        return [
+            PendingWrite(
+                account, platform, r[0], json.loads(r[1]), json.loads(r[2]), r[3], r[4], r[5]
+            )
+            for r in rows
+        ]
+
+    def oldest_due(self, account: str, platform: str, now: float) -> float | None:
+        row = (
+            self._connection()
+            .execute(
+                "SELECT min(first_queued_at) FROM pending WHERE account = ? AND platform = ? "
+                "AND due_at <= ?",
+                (account, platform, now),
+            )
+            .fetchone()
+        )
+        return None if row is None or row[0] is None else float(row[0])
+
+    def next_due_at(self, account: str, platform: str) -> float | None:
+        """When the earliest pending write (due or not) is due, or None when none waits."""
+        row = (
+            self._connection()
+            .execute(
+                "SELECT min(due_at) FROM pending WHERE account = ? AND platform = ?",
+                (account, platform),
+            )
+            .fetchone()
+        )
+        return None if row is None or row[0] is None else float(row[0])
+
+    def settle(self, settlements: Sequence[Settlement], now: float) -> None:
+        with self._transaction() as db:
+            for s in settlements:
+                self._settle_one(db, s, now)
+
+    @staticmethod
+    def _settle_one(db: sqlite3.Connection, s: Settlement, now: float) -> None:
+        w = s.write
+        key = (w.account, w.platform, w.profile_key)
+        if s.status == "retry":
+            db.execute(
+                "UPDATE pending SET attempts = attempts + 1, due_at = ? "
+                "WHERE account = ? AND platform = ? AND profile_key = ? AND version = ?",
+                (s.retry_at if s.retry_at is not None else now, *key, w.version),
+            )
+            return
+        if s.status == "written":
+            db.execute(
+                "INSERT INTO written (account, platform, profile_key, properties, written_at) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (account, platform, profile_key) DO UPDATE "
+                "SET properties = excluded.properties, written_at = excluded.written_at",
+                (*key, _dumps(dict(w.properties)), now),
+            )
+        elif s.status == "fatal":
+            db.execute(
+                "INSERT INTO dead_letters (account, platform, profile_key, identifiers, "
+                "properties, reason, failed_at, attempts) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (*key, _dumps(dict(w.identifiers)), _dumps(dict(w.properties)), s.reason, now,
+                 w.attempts + 1),
+            )  # fmt: skip
+        db.execute(
+            "DELETE FROM pending WHERE account = ? AND platform = ? AND profile_key = ? "
+            "AND version = ?",
+            (*key, w.version),
+        )
+
+    # --- dead letters, upkeep and status ----------------------------------------------------
+
+    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        rows = (
+            self._connection()
+            .execute(
+                "SELECT id, account, platform, profile_key, identifiers, properties, reason, "
+                "failed_at, attempts FROM dead_letters ORDER BY id LIMIT ?",
+                (limit,),
+            )
+            .fetchall()
+        )
+        return [_dead_letter(r) for r in rows]
+
+    def remove_dead_letters(self, ids: Sequence[str]) -> list[DeadLetter]:
+        with self._transaction() as db:
+            if ids:
+                marks = ",".join("?" * len(ids))
+                where, args = f"WHERE id IN ({marks})", [int(i) for i in ids]
+            else:
+                where, args = "", []
+            rows = db.execute(
+                f"DELETE FROM dead_letters {where} RETURNING id, account, platform, profile_key, "
+                "identifiers, properties, reason, failed_at, attempts",
+                args,
+            ).fetchall()
+        return [_dead_letter(r) for r in sorted(rows)]
+
+    def expire_dedup(self, now: float) -> int:
+        """Forget dedup keys past their time; returns how many went."""
+        with self._transaction() as db:
+            return db.execute("DELETE FROM dedup WHERE expires_at < ?", (now,)).rowcount
+
+    def status(self, now: float) -> dict[str, Any]:
+        db = self._connection()
+        accounts: dict[str, dict[str, Any]] = {}
+        for account, depth, oldest in db.execute(
+            "SELECT account, count(*), min(enqueued_at) FROM events GROUP BY account"
+        ):
+            accounts.setdefault(account, {}).update(
+                queued=depth, oldest_queued_seconds=round(now - oldest, 3)
+            )
+        for account, platform, count, oldest, retrying in db.execute(
+            "SELECT account, platform, count(*), min(first_queued_at), sum(attempts > 0) "
+            "FROM pending GROUP BY account, platform"
+        ):
+            accounts.setdefault(account, {}).setdefault("pending", {})[platform] = {
+                "writes": count, "lag_seconds": round(now - oldest, 3), "retrying": retrying,
+            }  # fmt: skip
+        for account, count in db.execute(
+            "SELECT account, count(*) FROM dead_letters GROUP BY account"
+        ):
+            accounts.setdefault(account, {})["dead_letters"] = count
+        return {"store": "sqlite", "path": self.path, "accounts": accounts}
+
+
+def _dead_letter(row: Sequence[Any]) -> DeadLetter:
+    return DeadLetter(
+        id=str(row[0]), account=row[1], platform=row[2], profile_key=row[3],
+        identifiers=json.loads(row[4]), properties=json.loads(row[5]), reason=row[6],
+        failed_at=row[7], attempts=row[8],
+    )  # fmt: skip

@@ -1,0 +1,103 @@
+"""The embedded store's tables. One database file in `DCB_DATA_DIR`, in WAL mode."""
+
+from __future__ import annotations
+
+import sqlite3
+
+#: Bump when the tables change; `migrate` refuses a database from a newer version.
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    account TEXT NOT NULL,
+    event TEXT NOT NULL,
+    platforms TEXT NOT NULL,
+    enqueued_at REAL NOT NULL,
+    lease_owner TEXT,
+    lease_until REAL NOT NULL DEFAULT 0,
+    attempts INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS events_lease ON events (lease_until, id);
+CREATE TABLE IF NOT EXISTS dedup (
+    account TEXT NOT NULL,
+    key TEXT NOT NULL,
+    expires_at REAL NOT NULL,
+    PRIMARY KEY (account, key)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS dedup_expiry ON dedup (expires_at);
+CREATE TABLE IF NOT EXISTS identities (
+    account TEXT NOT NULL,
+    identifier TEXT NOT NULL,
+    profile_key TEXT NOT NULL,
+    PRIMARY KEY (account, identifier)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS contexts (
+    account TEXT NOT NULL,
+    profile_key TEXT NOT NULL,
+    context TEXT NOT NULL,
+    PRIMARY KEY (account, profile_key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS pending (
+    account TEXT NOT NULL,
+    platform TEXT NOT NULL,
+    profile_key TEXT NOT NULL,
+    identifiers TEXT NOT NULL,
+    properties TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    due_at REAL NOT NULL,
+    first_queued_at REAL NOT NULL,
+    PRIMARY KEY (account, platform, profile_key)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS pending_due ON pending (account, platform, due_at);
+CREATE TABLE IF NOT EXISTS written (
+    account TEXT NOT NULL,
+    platform TEXT NOT NULL,
+    profile_key TEXT NOT NULL,
+    properties TEXT NOT NULL,
+    written_at REAL NOT NULL,
+    PRIMARY KEY (account, platform, profile_key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    account TEXT NOT NULL,
+    platform TEXT NOT NULL,
+    profile_key TEXT NOT NULL,
+    identifiers TEXT NOT NULL,
+    properties TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    failed_at REAL NOT NULL,
+    attempts INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+class SchemaError(RuntimeError):
+    """The database was written by a newer version of the connector."""
+
+
+def connect(path: str) -> sqlite3.Connection:
+    """A connection tuned for durability: WAL, and an fsync at every commit."""
+    connection = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=FULL")
+    connection.execute("PRAGMA busy_timeout=30000")
+    connection.execute("PRAGMA foreign_keys=ON")
+    return connection
+
+
+def migrate(connection: sqlite3.Connection) -> None:
+    """Create the tables, or check that an existing database is one we can read."""
+    connection.executescript(SCHEMA)
+    row = connection.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    if row is None:
+        connection.execute(
+            "INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+        )
+    elif int(row[0]) > SCHEMA_VERSION:
+        raise SchemaError(
+            f"the data directory was written by a newer dcb-connector (schema {row[0]}, "
+            f"this version reads {SCHEMA_VERSION})"
+        )

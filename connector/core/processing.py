@@ -1,0 +1,143 @@
+"""Turns queued events into decided, rendered property sets waiting for delivery.
+
+`Processor.run_once` claims a batch of events, folds each into its profile's context in
+order, decides once per profile with the profile's newest event (so a late, older event
+updates the context but never brings back an older decision), renders the block, and
+commits contexts, pending writes and the settled events in one step. A property set equal
+to the one last written (ignoring `dcb_computed_at`) is not queued again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from connector.core.context import fold, view
+from connector.core.events import Event, EventError, parse_event, parse_time
+from connector.core.properties import build_properties, differs
+from connector.core.rules import RuleSet, decide
+from connector.core.storage import Claimed, PendingWrite, PipelineStore, ProfileUpdate
+
+log = logging.getLogger(__name__)
+
+#: The identifiers each platform can address a profile by, in the order it prefers them.
+PLATFORM_IDENTIFIERS: dict[str, tuple[str, ...]] = {
+    "hubspot": ("hubspot_id", "email"),
+    "klaviyo": ("klaviyo_id", "email", "external_id"),
+}
+
+
+class Rendered(Protocol):
+    @property
+    def block_id(self) -> str: ...
+
+    @property
+    def outputs(self) -> Mapping[str, str]: ...
+
+
+class Renderer(Protocol):
+    """Renders a block; never raises (a failing block renders the fallback)."""
+
+    def render(
+        self, block_id: str, params: Mapping[str, Any], event: Event | None,
+        profile: Mapping[str, Any],
+    ) -> Rendered: ...  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Decided:
+    """What one profile's batch decided, for metrics and tests."""
+
+    profile_key: str
+    block: str
+    rule_id: str | None
+    queued_for: tuple[str, ...]
+
+
+@dataclass
+class Processor:
+    """Claims events from the store and turns them into pending writes."""
+
+    store: PipelineStore
+    ruleset_for: Callable[[str], RuleSet]
+    renderer: Renderer
+    clock: Callable[[], datetime]
+    consumer: str = "processor"
+    on_decided: Callable[[Decided], None] = field(default=lambda _outcome: None)
+
+    def run_once(self, limit: int = 200) -> int:
+        """Process up to `limit` queued events; returns how many were claimed."""
+        now = self.clock()
+        claimed = self.store.claim(self.consumer, limit, now.timestamp())
+        if not claimed:
+            return 0
+        batches = self._by_profile(claimed)
+        updates = [
+            self._update(account, key, items, now) for (account, key), items in batches.items()
+        ]
+        self.store.commit(updates, [c.id for c in claimed], now.timestamp())
+        return len(claimed)
+
+    def _by_profile(self, claimed: Sequence[Claimed]) -> dict[tuple[str, str], list[_Item]]:
+        """Events grouped by profile, identity links within the batch included."""
+        groups: dict[tuple[str, str], list[_Item]] = {}
+        known: dict[tuple[str, str], str] = {}  # (account, "kind:value") -> profile key
+        for item in claimed:
+            try:
+                event = parse_event(item.event, received_at=self.clock())
+            except EventError as exc:  # stored events were valid; a bad one must not block
+                log.error("dropping an unreadable queued event %s: %s", item.id, exc)
+                continue
+            ids = event.profile.identifiers()
+            key = next((known[(item.account, f"{k}:{v}")] for k, v in ids
+                        if (item.account, f"{k}:{v}") in known), None)  # fmt: skip
+            key = key or self.store.resolve_profile(item.account, dict(ids))
+            key = key or "{}:{}".format(*event.profile.first())
+            for kind, value in ids:
+                known[(item.account, f"{kind}:{value}")] = key
+            groups.setdefault((item.account, key), []).append(_Item(event, item.platforms))
+        return groups
+
+    def _update(self, account: str, key: str, items: list[_Item], now: datetime) -> ProfileUpdate:
+        context: dict[str, Any] = self.store.load_context(account, key) or {}
+        for item in sorted(items, key=lambda i: i.event.occurred_at):
+            context = fold(context, item.event)
+            latest = context.get("last_event")
+            if latest is None or item.event.occurred_at >= _time(latest):
+                context["last_event"] = item.event.to_json()
+        ruleset = self.ruleset_for(account)
+        event = parse_event(context["last_event"], received_at=now)
+        decision = decide(ruleset, event, context, now)
+        profile = view(context, now, new_for=ruleset.new_for)
+        rendered = self.renderer.render(decision.block, decision.params, event, profile)
+        properties = build_properties(decision, rendered.outputs, now, block=rendered.block_id)
+        identifiers: dict[str, str] = dict(context.get("identifiers") or {})
+        platforms = sorted({p for item in items for p in item.platforms})
+        writes = []
+        for platform in platforms:
+            if not any(k in identifiers for k in PLATFORM_IDENTIFIERS.get(platform, ())):
+                log.warning("profile %s cannot be addressed on %s: no usable identifier", key,
+                            platform)  # fmt: skip
+                continue
+            last = self.store.last_written(account, platform, key)
+            changed = last is None or differs(last, properties)
+            # A write waiting (or in flight) may hold other properties: replace it even when
+            # the platform already has these, or the older one would be written last.
+            if changed or self.store.is_pending(account, platform, key):
+                writes.append(PendingWrite(account, platform, key, identifiers, properties))
+        self.on_decided(Decided(key, rendered.block_id, decision.rule_id,
+                                tuple(w.platform for w in writes)))  # fmt: skip
+        return ProfileUpdate(account, key, context, writes, identifiers)
+
+
+@dataclass(frozen=True, slots=True)
+class _Item:
+    event: Event
+    platforms: tuple[str, ...]
+
+
+def _time(event_json: Mapping[str, Any]) -> datetime:
+    return parse_time(event_json["occurred_at"], "occurred_at")
