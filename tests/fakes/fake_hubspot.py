@@ -105,6 +105,12 @@ class FakeHubSpotApi(FakeHttpApi):
         self._quiet_until = self.clock() + seconds
         return rate_limited("TEN_SECONDLY_ROLLING", seconds)
 
+    def scripted(self, request: Request, reply: Reply) -> None:
+        retry_after = reply.headers.get("Retry-After")
+        if reply.status == 429 and retry_after is not None:
+            with self.lock:
+                self._quiet_until = max(self._quiet_until, request.at + float(retry_after))
+
     def batch_calls(self) -> list[Request]:
         return [r for r in self.requests if r.path.startswith(CONTACTS + "/batch/")]
 

@@ -139,6 +139,12 @@ class FakeKlaviyoApi(FakeHttpApi):
             self._windows[(endpoint, length)] = (index, count + 1)
         return None
 
+    def scripted(self, request: Request, reply: Reply) -> None:
+        retry_after = reply.headers.get("Retry-After")
+        if reply.status == 429 and retry_after is not None:
+            with self.lock:
+                self._quiet_until[_endpoint(request.path)] = request.at + float(retry_after)
+
     def pause(self, endpoint: str, seconds: int) -> None:
         """Answer 429 to `endpoint` for `seconds` from now (a scripted 429 storm)."""
         self._quiet_until[endpoint] = self.clock() + seconds

@@ -85,6 +85,9 @@ class FakeHttpApi:
     def handle(self, request: Request) -> Reply:
         raise LookupError(request.path)  # subclasses answer
 
+    def scripted(self, request: Request, reply: Reply) -> None:
+        """Called when a scripted reply answers `request` (e.g. to start a pause)."""
+
     def take_fault(self, path: str) -> Fault | None:
         with self.lock:
             for fault in self._faults:
@@ -121,7 +124,11 @@ def _handler_for(api: FakeHttpApi) -> type[BaseHTTPRequestHandler]:
             if fault is not None and fault.drop:
                 self.close_connection = True
                 return
-            reply = fault.reply if fault is not None and fault.reply else api.handle(request)
+            if fault is not None and fault.reply is not None:
+                reply = fault.reply
+                api.scripted(request, reply)
+            else:
+                reply = api.handle(request)
             self._send(reply)
 
         def _send(self, reply: Reply) -> None:

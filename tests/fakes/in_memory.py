@@ -94,6 +94,8 @@ class InMemoryPlatformClient:
         ref = write.profile
         if ref.email is None and ref.hubspot_id is None and ref.klaviyo_id is None:
             return WriteOutcome(write.key, WriteStatus.FATAL, "no identifier to write by")
+        if ref.email is not None and "@" not in ref.email:
+            return WriteOutcome(write.key, WriteStatus.FATAL, "400 invalid email address")
         profile = self._find(write)
         if profile is None:
             return WriteOutcome(write.key, WriteStatus.SKIPPED, "404 profile no longer exists")
