@@ -11,10 +11,12 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from connector.cli import blocks as blocks_command
 from connector.cli import rules as rules_command
+from connector.cli import simulate as simulate_command
 
 #: Subcommand modules; each exposes `register(subparsers)`, which sets `func` on its parser.
-COMMANDS = [rules_command]
+COMMANDS = [rules_command, blocks_command, simulate_command]
 
 
 def build_parser() -> argparse.ArgumentParser:
