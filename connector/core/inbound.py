@@ -17,6 +17,7 @@ Pure data: no clock, no I/O.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -104,8 +105,15 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(f"number {text[:20]} is out of range")
+    return number
+
+
 def load_json(body: bytes, *, max_bytes: int = MAX_BODY_BYTES) -> Any:
-    """Decode a raw body as strict JSON (UTF-8/16/32; no NaN or Infinity).
+    """Decode a raw body as strict JSON (UTF-8/16/32; every number finite).
 
     Raises `ParseError` for a body over `max_bytes`, one that is not JSON, or one nested
     too deeply to decode.
@@ -113,7 +121,7 @@ def load_json(body: bytes, *, max_bytes: int = MAX_BODY_BYTES) -> Any:
     if len(body) > max_bytes:
         raise ParseError("", f"body is {len(body)} bytes, more than {max_bytes}")
     try:
-        return json.loads(body, parse_constant=_reject_constant)
+        return json.loads(body, parse_constant=_reject_constant, parse_float=_finite_float)
     except RecursionError as exc:
         raise ParseError("", "body is nested too deeply") from exc
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors

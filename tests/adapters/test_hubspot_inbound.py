@@ -207,6 +207,7 @@ def test_malformed_items_name_their_field(item: dict[str, Any], field: str) -> N
         (b'[{"objectId": true}]', "[0].objectId"),
         (b'[{"propertyValue": {"a": 1}}]', "[0].propertyValue"),
         (b'[{"occurredAt": NaN}]', ""),
+        (b'[{"propertyValue": 1e999}]', ""),
         (b"[" * 100_000 + b"]" * 100_000, ""),
     ],
 )
