@@ -95,6 +95,11 @@ class SqlitePipelineStore:
         self._connection().execute("SELECT 1").fetchone()
         return True
 
+    def depth(self) -> int:
+        """Events queued and not yet settled."""
+        with self._depth_lock:
+            return self._depth
+
     def _count_events(self) -> int:
         return int(self._connection().execute("SELECT count(*) FROM events").fetchone()[0])
 
@@ -262,6 +267,13 @@ class SqlitePipelineStore:
                 (account, write.platform, key, _dumps(dict(write.identifiers)),
                  _dumps(dict(write.properties)), now, now),
             )  # fmt: skip
+
+    def erase(self, account: str, profile_key: str) -> None:
+        """Forget a profile: its context, identity links, pending and written properties."""
+        with self._transaction() as db:
+            for table in ("contexts", "identities", "pending", "written"):
+                db.execute(f"DELETE FROM {table} WHERE account = ? AND profile_key = ?",
+                           (account, profile_key))  # fmt: skip
 
     # --- delivery -------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from connector.core.context import fold, view
 from connector.core.events import Event, EventError, parse_event, parse_time
+from connector.core.intake import ERASE
 from connector.core.properties import build_properties, differs
 from connector.core.rules import RuleSet, decide
 from connector.core.storage import Claimed, PendingWrite, PipelineStore, ProfileUpdate
@@ -72,14 +73,34 @@ class Processor:
         """Process up to `limit` queued events; returns how many were claimed."""
         now = self.clock()
         claimed = self.store.claim(self.consumer, limit, now.timestamp())
+        segment: list[Claimed] = []
+        for item in claimed:  # an erase request splits the batch, keeping order around it
+            if ERASE in item.event:
+                self._commit(segment, now)
+                segment = []
+                self._erase(item, now)
+            else:
+                segment.append(item)
+        self._commit(segment, now)
+        return len(claimed)
+
+    def _commit(self, claimed: Sequence[Claimed], now: datetime) -> None:
         if not claimed:
-            return 0
+            return
         batches = self._by_profile(claimed)
         updates = [
             self._update(account, key, items, now) for (account, key), items in batches.items()
         ]
         self.store.commit(updates, [c.id for c in claimed], now.timestamp())
-        return len(claimed)
+
+    def _erase(self, item: Claimed, now: datetime) -> None:
+        """Forget the profile the erase request names (idempotent, so a rerun is harmless)."""
+        ids = {str(k): str(v) for k, v in dict(item.event[ERASE]).items()}
+        key = self.store.resolve_profile(item.account, ids)
+        if key is not None:
+            self.store.erase(item.account, key)
+            log.info("erased profile %s of account %s at the platform's request", key, item.account)
+        self.store.commit([], [item.id], now.timestamp())
 
     def _by_profile(self, claimed: Sequence[Claimed]) -> dict[tuple[str, str], list[_Item]]:
         """Events grouped by profile, identity links within the batch included."""

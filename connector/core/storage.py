@@ -139,6 +139,14 @@ class PipelineStore(Protocol):
         for the same profile), and remove the settled events `done`."""
         ...
 
+    def erase(self, account: str, profile_key: str) -> None:
+        """Forget everything held on a profile (a platform's deletion or privacy request)."""
+        ...
+
+    def depth(self) -> int:
+        """Events queued and not yet settled."""
+        ...
+
     def take_due(self, account: str, platform: str, limit: int, now: float) -> list[PendingWrite]:
         """Up to `limit` pending writes due now, oldest first (they stay pending)."""
         ...

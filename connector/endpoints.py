@@ -1,0 +1,182 @@
+"""The inbound routes, each wired with its verification and parser from one `Settings`.
+
+A platform without credentials is off: its routes answer 404 with the reason. An account
+pinned to one HubSpot portal or Klaviyo account drops events from any other (with a 2xx,
+so the platform does not retry them for a day).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime
+
+from adapters.hubspot.inbound import parse_app_webhook
+from adapters.hubspot.inbound_mapping import PropertyEvent
+from adapters.hubspot.inbound_workflow import parse_workflow_webhook
+from adapters.klaviyo.inbound import parse_flow_webhook, parse_system_webhook
+from connector.core.events import EventType
+from connector.core.inbound import Dropped, ParseResult
+from connector.core.intake import parse_first_party
+from connector.settings import Secret, Settings
+from webhooks.app import Endpoint, RawRequest
+from webhooks.bearer import verify_bearer
+from webhooks.signatures import (
+    hubspot_uri,
+    verify_hubspot,
+    verify_klaviyo,
+    verify_klaviyo_flow,
+)
+
+ACCOUNT = "default"
+KLAVIYO_SYSTEM_MAX_BODY = 8 * 1024 * 1024
+
+
+def build_endpoints(settings: Settings) -> list[Endpoint]:
+    """Every inbound route for the settings' one account."""
+    return [*_hubspot(settings), *_klaviyo(settings), _first_party(settings)]
+
+
+def _secrets(values: tuple[Secret, ...]) -> list[str]:
+    return [secret.value for secret in values]
+
+
+def _pinned(
+    expected: str | None, parse: Callable[[bytes, datetime], ParseResult]
+) -> Callable[[bytes, datetime], ParseResult]:
+    """Drop events and erasures whose platform account is not `expected`."""
+    if expected is None:
+        return parse
+
+    def pinned(body: bytes, now: datetime) -> ParseResult:
+        result = parse(body, now)
+        events = [e for e in result.events if e.context.get("account_id") in (None, expected)]
+        erasures = [r for r in result.erasures if r.account_id in (None, expected)]
+        foreign = len(result.events) - len(events) + len(result.erasures) - len(erasures)
+        dropped = [*result.dropped, *[Dropped(0, f"not this account's ({expected})")] * foreign]
+        return replace(
+            result, events=tuple(events), erasures=tuple(erasures), dropped=tuple(dropped)
+        )
+
+    return pinned
+
+
+def _hubspot(settings: Settings) -> list[Endpoint]:
+    off = None
+    if not settings.hubspot_enabled:
+        off = "HubSpot is not configured (set DCB_HUBSPOT_ACCESS_TOKEN)"
+    elif not settings.hubspot_client_secrets:
+        off = "HubSpot webhooks need DCB_HUBSPOT_CLIENT_SECRET"
+    secrets = _secrets(settings.hubspot_client_secrets)
+    base = settings.public_url or ""
+    mapping = {
+        prop: PropertyEvent(EventType(kind), prop)
+        for prop, kind in settings.hubspot_property_events.items()
+    }
+
+    def verify(raw: RawRequest, now: datetime) -> str:
+        uri = hubspot_uri(base, raw.path, raw.query_string)
+        verify_hubspot(
+            raw.headers,
+            method=raw.method,
+            uri=uri,
+            body=raw.body,
+            secrets=secrets,
+            now=now,
+            allow_legacy=settings.hubspot_allow_legacy_signatures,
+        )
+        return ACCOUNT
+
+    def app(body: bytes, now: datetime) -> ParseResult:
+        return parse_app_webhook(body, received_at=now, property_events=mapping)
+
+    def workflow(body: bytes, now: datetime) -> ParseResult:
+        return parse_workflow_webhook(body, received_at=now, property_events=mapping)
+
+    portal = settings.hubspot_portal_id
+    return [
+        Endpoint(
+            "/webhooks/hubspot",
+            "hubspot",
+            verify,
+            _pinned(portal, app),
+            ("hubspot",),
+            off_reason=off,
+        ),
+        Endpoint(
+            "/webhooks/hubspot/workflow",
+            "hubspot_workflow",
+            verify,
+            _pinned(portal, workflow),
+            ("hubspot",),
+            retry_after_ms=True,
+            off_reason=off,
+        ),
+    ]
+
+
+def _klaviyo(settings: Settings) -> list[Endpoint]:
+    enabled = settings.klaviyo_enabled
+    system_off = flow_off = None
+    if not enabled:
+        system_off = flow_off = "Klaviyo is not configured (set DCB_KLAVIYO_API_KEY)"
+    if enabled and not settings.klaviyo_webhook_secrets:
+        system_off = "Klaviyo system webhooks need DCB_KLAVIYO_WEBHOOK_SECRET"
+    if enabled and not settings.klaviyo_flow_tokens:
+        flow_off = "Klaviyo flow webhooks need DCB_KLAVIYO_FLOW_TOKEN"
+    secrets = _secrets(settings.klaviyo_webhook_secrets)
+    tokens = _secrets(settings.klaviyo_flow_tokens)
+
+    def verify_system(raw: RawRequest, now: datetime) -> str:
+        verify_klaviyo(raw.headers, body=raw.body, secrets=secrets, now=now)
+        return ACCOUNT
+
+    def verify_flow(raw: RawRequest, now: datetime) -> str:
+        verify_klaviyo_flow(raw.headers, tokens=tokens)
+        return ACCOUNT
+
+    system = _pinned(
+        settings.klaviyo_account_id, lambda body, now: parse_system_webhook(body, received_at=now)
+    )
+    flow = lambda body, now: parse_flow_webhook(body, received_at=now)  # noqa: E731
+    return [
+        Endpoint(
+            "/webhooks/klaviyo",
+            "klaviyo",
+            verify_system,
+            system,
+            ("klaviyo",),
+            max_body=KLAVIYO_SYSTEM_MAX_BODY,
+            off_reason=system_off,
+        ),
+        Endpoint(
+            "/webhooks/klaviyo/flow",
+            "klaviyo_flow",
+            verify_flow,
+            flow,
+            ("klaviyo",),
+            off_reason=flow_off,
+        ),
+    ]
+
+
+def _first_party(settings: Settings) -> Endpoint:
+    keys = _secrets(settings.events_api_keys)
+    off = None if keys else "the event API is off (set DCB_EVENTS_API_KEY)"
+
+    def verify(raw: RawRequest, now: datetime) -> str:
+        verify_bearer(raw.headers, keys=keys)
+        return ACCOUNT
+
+    def parse(body: bytes, now: datetime) -> ParseResult:
+        return parse_first_party(body, received_at=now)
+
+    return Endpoint(
+        "/v1/events",
+        "events",
+        verify,
+        parse,
+        settings.platforms,
+        require_event=True,
+        off_reason=off,
+    )

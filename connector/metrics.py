@@ -1,0 +1,61 @@
+"""The connector's Prometheus metrics, on a registry of their own (one per service)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+from connector.core.processing import Decided
+from connector.core.storage import Settlement
+
+#: Acknowledgement latencies are milliseconds; delivery latencies seconds to minutes.
+ACK_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+LAG_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0)
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "dcb_requests", "Inbound requests answered", ["endpoint", "status"], registry=r
+        )
+        self.ack_seconds = Histogram(
+            "dcb_ack_seconds", "Time to acknowledge an inbound request", ["endpoint"],
+            buckets=ACK_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.decisions = Counter("dcb_decisions", "Decisions made, by block", ["block"], registry=r)
+        self.writes = Counter(
+            "dcb_writes", "Pending writes settled", ["platform", "status"], registry=r
+        )
+        self.write_lag = Histogram(
+            "dcb_write_lag_seconds", "From decision to settled write", ["platform"],
+            buckets=LAG_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.queue_depth = Gauge("dcb_queue_depth", "Events waiting to be processed", registry=r)
+
+    def answered(self, endpoint: str, status: int, seconds: float) -> None:
+        self.requests.labels(endpoint, str(status)).inc()
+        self.ack_seconds.labels(endpoint).observe(seconds)
+
+    def decided(self, outcome: Decided) -> None:
+        self.decisions.labels(outcome.block).inc()
+
+    def settled(self, settlements: Sequence[Settlement], now: float) -> None:
+        for s in settlements:
+            self.writes.labels(s.write.platform, s.status).inc()
+            if s.status != "retry":
+                self.write_lag.labels(s.write.platform).observe(
+                    max(0.0, now - s.write.first_queued_at)
+                )
+
+    def exposition(self) -> tuple[bytes, str]:
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -1,0 +1,206 @@
+"""Settings: one object, read once from the environment (`DCB_*`) by the composition root.
+
+Invalid settings stop start-up with one `SettingsError` listing every problem. Secrets are
+held in `Secret`, whose text never shows in a repr, a log line or an error message.
+Several values may be given comma-separated where rotation needs more than one at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from connector.core.events import EventType
+
+DEFAULT_KLAVIYO_API_URL = "https://a.klaviyo.com"
+DEFAULT_HUBSPOT_API_URL = "https://api.hubapi.com"
+#: HubSpot properties whose change means a commerce event, unless DCB_HUBSPOT_PROPERTY_EVENTS
+#: says otherwise.
+DEFAULT_PROPERTY_EVENTS = {"cart_value": "cart_updated", "last_order_date": "order_placed"}
+
+
+class SettingsError(ValueError):
+    """Some settings are invalid; the message lists every problem, one a line."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("invalid settings:\n" + "\n".join(f"  - {p}" for p in problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True, slots=True)
+class Secret:
+    """A secret value; shows as `***` everywhere but `.value`."""
+
+    value: str
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+
+def _secrets(raw: str | None) -> tuple[Secret, ...]:
+    return tuple(Secret(part.strip()) for part in (raw or "").split(",") if part.strip())
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = Path(".dcb")
+    rules: Path | None = None
+    blocks_dir: Path | None = None
+    public_url: str | None = None
+    redis_url: str | None = None
+    klaviyo_api_key: Secret | None = None
+    klaviyo_api_url: str = DEFAULT_KLAVIYO_API_URL
+    klaviyo_flow_tokens: tuple[Secret, ...] = ()
+    klaviyo_webhook_secrets: tuple[Secret, ...] = ()
+    klaviyo_account_id: str | None = None
+    hubspot_access_token: Secret | None = None
+    hubspot_api_url: str = DEFAULT_HUBSPOT_API_URL
+    hubspot_client_secrets: tuple[Secret, ...] = ()
+    hubspot_app_id: str | None = None
+    hubspot_portal_id: str | None = None
+    hubspot_rate: int = 100
+    hubspot_allow_legacy_signatures: bool = False
+    hubspot_property_events: Mapping[str, str] = field(
+        default_factory=lambda: dict(DEFAULT_PROPERTY_EVENTS)
+    )
+    events_api_keys: tuple[Secret, ...] = ()
+    flush_ms: int = 50
+    queue_limit: int = 100_000
+    log_level: str = "INFO"
+
+    @property
+    def klaviyo_enabled(self) -> bool:
+        return self.klaviyo_api_key is not None
+
+    @property
+    def hubspot_enabled(self) -> bool:
+        return self.hubspot_access_token is not None
+
+    @property
+    def platforms(self) -> tuple[str, ...]:
+        """The platforms this account writes to, in a fixed order."""
+        return tuple(
+            name
+            for name, on in (("hubspot", self.hubspot_enabled), ("klaviyo", self.klaviyo_enabled))
+            if on
+        )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Settings:
+        """Read `DCB_*` variables; raises `SettingsError` listing every problem."""
+        return _Reader(environ).settings()
+
+
+class _Reader:
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self.env = {k: v for k, v in environ.items() if k.startswith("DCB_") and v != ""}
+        self.problems: list[str] = []
+
+    def text(self, name: str) -> str | None:
+        value = self.env.get(name)
+        return value.strip() if value is not None else None
+
+    def number(self, name: str, default: int, low: int, high: int) -> int:
+        raw = self.text(name)
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            self.problems.append(f"{name} must be a whole number, got {raw!r}")
+            return default
+        if not low <= value <= high:
+            self.problems.append(f"{name} must be between {low} and {high}, got {value}")
+        return value
+
+    def flag(self, name: str) -> bool:
+        raw = (self.text(name) or "false").lower()
+        if raw not in {"1", "0", "true", "false", "yes", "no", "on", "off"}:
+            self.problems.append(f"{name} must be true or false, got {raw!r}")
+        return raw in {"1", "true", "yes", "on"}
+
+    def url(self, name: str, default: str | None) -> str | None:
+        raw = self.text(name)
+        if raw is None:
+            return default
+        parts = urlsplit(raw)
+        if parts.scheme not in {"http", "https"} or not parts.netloc:
+            self.problems.append(f"{name} must be an http(s) URL, got {raw!r}")
+        return raw.rstrip("/")
+
+    def redis_url(self) -> str | None:
+        raw = self.text("DCB_REDIS_URL")
+        if raw is not None and urlsplit(raw).scheme not in {"redis", "rediss", "unix"}:
+            self.problems.append("DCB_REDIS_URL must be a redis://, rediss:// or unix:// URL")
+        return raw
+
+    def path(self, name: str, must_exist: bool) -> Path | None:
+        raw = self.text(name)
+        if raw is None:
+            return None
+        path = Path(raw).expanduser()
+        if must_exist and not path.exists():
+            self.problems.append(f"{name}: {raw} does not exist")
+        return path
+
+    def property_events(self) -> dict[str, str]:
+        raw = self.text("DCB_HUBSPOT_PROPERTY_EVENTS")
+        if raw is None:
+            return dict(DEFAULT_PROPERTY_EVENTS)
+        mapping: dict[str, str] = {}
+        for pair in filter(None, (p.strip() for p in raw.split(","))):
+            prop, sep, kind = pair.partition("=")
+            if not sep or not prop.strip() or not kind.strip():
+                self.problems.append(
+                    f"DCB_HUBSPOT_PROPERTY_EVENTS: expected property=event_type, got {pair!r}"
+                )
+                continue
+            if kind.strip() not in {t.value for t in EventType}:
+                self.problems.append(f"DCB_HUBSPOT_PROPERTY_EVENTS: {pair!r}: unknown event type")
+                continue
+            mapping[prop.strip()] = kind.strip()
+        return mapping
+
+    def settings(self) -> Settings:
+        token = self.text("DCB_HUBSPOT_ACCESS_TOKEN")
+        key = self.text("DCB_KLAVIYO_API_KEY")
+        settings = Settings(
+            data_dir=self.path("DCB_DATA_DIR", must_exist=False) or Path(".dcb"),
+            rules=self.path("DCB_RULES", must_exist=True),
+            blocks_dir=self.path("DCB_BLOCKS_DIR", must_exist=True),
+            public_url=self.url("DCB_PUBLIC_URL", None),
+            redis_url=self.redis_url(),
+            klaviyo_api_key=Secret(key) if key else None,
+            klaviyo_api_url=self.url("DCB_KLAVIYO_API_URL", DEFAULT_KLAVIYO_API_URL)
+            or DEFAULT_KLAVIYO_API_URL,
+            klaviyo_flow_tokens=_secrets(self.text("DCB_KLAVIYO_FLOW_TOKEN")),
+            klaviyo_webhook_secrets=_secrets(self.text("DCB_KLAVIYO_WEBHOOK_SECRET")),
+            klaviyo_account_id=self.text("DCB_KLAVIYO_ACCOUNT_ID"),
+            hubspot_access_token=Secret(token) if token else None,
+            hubspot_api_url=self.url("DCB_HUBSPOT_API_URL", DEFAULT_HUBSPOT_API_URL)
+            or DEFAULT_HUBSPOT_API_URL,
+            hubspot_client_secrets=_secrets(self.text("DCB_HUBSPOT_CLIENT_SECRET")),
+            hubspot_app_id=self.text("DCB_HUBSPOT_APP_ID"),
+            hubspot_portal_id=self.text("DCB_HUBSPOT_PORTAL_ID"),
+            hubspot_rate=self.number("DCB_HUBSPOT_RATE", 100, 1, 10_000),
+            hubspot_allow_legacy_signatures=self.flag("DCB_HUBSPOT_ALLOW_LEGACY_SIGNATURES"),
+            hubspot_property_events=self.property_events(),
+            events_api_keys=_secrets(self.text("DCB_EVENTS_API_KEY")),
+            flush_ms=self.number("DCB_FLUSH_MS", 50, 0, 60_000),
+            queue_limit=self.number("DCB_QUEUE_LIMIT", 100_000, 1, 100_000_000),
+            log_level=(self.text("DCB_LOG_LEVEL") or "INFO").upper(),
+        )
+        if settings.log_level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            self.problems.append("DCB_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR")
+        if settings.hubspot_client_secrets and not settings.public_url:
+            self.problems.append(
+                "DCB_PUBLIC_URL is required with DCB_HUBSPOT_CLIENT_SECRET: HubSpot signs the "
+                "public URL it calls"
+            )
+        if self.problems:
+            raise SettingsError(self.problems)
+        return settings

@@ -1,0 +1,172 @@
+"""The Flask app: raw bytes -> verify -> parse -> enqueue -> 2xx. No business logic.
+
+`create_app` takes every endpoint already wired (its verification and parser, built by
+the composition root), the `Intake` that queues what they parse, and readiness and metrics
+callables. Every refused request is one log line with its reason, never a traceback; the
+response body says only what the sender may know (never which check failed).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from flask import Flask, Response, jsonify, request
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from connector.core.inbound import ParseError, ParseResult
+from connector.core.intake import Intake, Receipt
+from connector.core.storage import Backpressure
+from webhooks.signatures import SignatureError
+
+log = logging.getLogger("dcb.web")
+
+#: Body limits: 1 MiB for most senders; Klaviyo system webhooks batch events up to 8 MiB.
+DEFAULT_MAX_BODY = 1024 * 1024
+#: What a sender is told to wait when the queue is full.
+BACKPRESSURE_RETRY_SECONDS = 5
+
+
+@dataclass(frozen=True, slots=True)
+class RawRequest:
+    """What verification sees: the request exactly as received."""
+
+    method: str
+    path: str
+    query_string: bytes
+    headers: Mapping[str, str]
+    body: bytes
+
+
+Verify = Callable[[RawRequest, datetime], str]
+Parse = Callable[[bytes, datetime], ParseResult]
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One inbound route. `verify` returns the account the request belongs to or raises
+    `SignatureError`; `off_reason` set means the platform is not configured (404)."""
+
+    path: str
+    name: str
+    verify: Verify
+    parse: Parse
+    platforms: tuple[str, ...]
+    max_body: int = DEFAULT_MAX_BODY
+    require_event: bool = False
+    retry_after_ms: bool = False  # HubSpot workflows read Retry-After in milliseconds
+    off_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Observer:
+    """Hooks for metrics: called once per answered inbound request."""
+
+    answered: Callable[[str, int, float], None] = lambda _endpoint, _status, _seconds: None
+
+
+def create_app(
+    endpoints: Sequence[Endpoint],
+    intake: Intake,
+    *,
+    ready: Callable[[], tuple[bool, Mapping[str, Any]]],
+    metrics: Callable[[], tuple[bytes, str]],
+    clock: Callable[[], datetime],
+    observer: Observer | None = None,
+    extra: Callable[[Flask], None] | None = None,
+) -> Flask:
+    """The WSGI app; `extra` may add routes (e.g. the pull endpoint) before it is returned."""
+    app = Flask("dcb")
+    app.config["MAX_CONTENT_LENGTH"] = max([DEFAULT_MAX_BODY, *(e.max_body for e in endpoints)])
+    watch = observer or Observer()
+    for endpoint in endpoints:
+        app.add_url_rule(
+            endpoint.path,
+            endpoint=endpoint.name,
+            view_func=_inbound_view(endpoint, intake, clock, watch),
+            methods=["POST"],
+        )
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return jsonify(status="ok")
+
+    @app.get("/readyz")
+    def readyz() -> tuple[Response, int]:
+        ok, details = ready()
+        return jsonify(status="ok" if ok else "unavailable", **details), 200 if ok else 503
+
+    @app.get("/metrics")
+    def metrics_view() -> Response:
+        payload, content_type = metrics()
+        return Response(payload, content_type=content_type)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> tuple[Response, int]:
+        status = exc.code or 500
+        return jsonify(error=exc.description or exc.name), status
+
+    if extra is not None:
+        extra(app)
+    return app
+
+
+def _inbound_view(
+    endpoint: Endpoint, intake: Intake, clock: Callable[[], datetime], watch: Observer
+) -> Callable[[], tuple[Response, int]]:
+    def view() -> tuple[Response, int]:
+        started = time.perf_counter()
+        response, status = _handle(endpoint, intake, clock)
+        watch.answered(endpoint.name, status, time.perf_counter() - started)
+        return response, status
+
+    view.__name__ = f"inbound_{endpoint.name}"
+    return view
+
+
+def _handle(
+    endpoint: Endpoint, intake: Intake, clock: Callable[[], datetime]
+) -> tuple[Response, int]:
+    if endpoint.off_reason:
+        return _refuse(endpoint, 404, endpoint.off_reason, endpoint.off_reason)
+    request.max_content_length = endpoint.max_body
+    try:
+        body = request.get_data(cache=False)
+    except RequestEntityTooLarge:
+        return _refuse(endpoint, 413, "body over the limit", f"body over {endpoint.max_body} bytes")
+    headers = dict(request.headers.items())  # checks match names case-insensitively
+    raw = RawRequest(request.method, request.path, request.query_string, headers, body)
+    now = clock()
+    try:
+        account = endpoint.verify(raw, now)
+    except SignatureError as exc:
+        return _refuse(endpoint, 401, str(exc), "unauthorized")
+    try:
+        result = endpoint.parse(body, now)
+    except ParseError as exc:
+        return _refuse(endpoint, 400, str(exc), str(exc))
+    try:
+        receipt = intake.accept(
+            account, endpoint.platforms, result, require_event=endpoint.require_event
+        )
+    except Backpressure as exc:
+        response, status = _refuse(endpoint, 429, str(exc), "queue full, retry later")
+        wait = BACKPRESSURE_RETRY_SECONDS
+        response.headers["Retry-After"] = str(wait * 1000 if endpoint.retry_after_ms else wait)
+        return response, status
+    return _answer(endpoint, receipt)
+
+
+def _answer(endpoint: Endpoint, receipt: Receipt) -> tuple[Response, int]:
+    if receipt.status >= 400:
+        log.info("%s refused %d: %s", endpoint.name, receipt.status, receipt.body.get("error"))
+    return jsonify(dict(receipt.body)), receipt.status
+
+
+def _refuse(endpoint: Endpoint, status: int, reason: str, public: str) -> tuple[Response, int]:
+    log.info("%s refused %d: %s", endpoint.name, status, reason)
+    return jsonify(error=public), status
