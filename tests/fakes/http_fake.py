@@ -60,7 +60,9 @@ class FakeHttpApi:
         self._faults: deque[Fault] = deque()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
+        )
         self._thread.start()
 
     @property
@@ -100,6 +102,8 @@ class FakeHttpApi:
 def _handler_for(api: FakeHttpApi) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # no 40 ms delayed-ACK stalls on keep-alive
+        wbufsize = 64 * 1024  # headers and body leave in one write
 
         def log_message(self, format: str, *args: Any) -> None:
             pass
