@@ -37,6 +37,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.visitor import NodeTransformer
 
 from blocks.cleaning import http_url
+from blocks.views import MISSING, DataView
 
 #: Largest list `range` may build: more than any block needs, small enough to be harmless.
 MAX_RANGE = 1_000
@@ -291,6 +292,15 @@ class BlockSandbox(ImmutableSandboxedEnvironment):
         self.filters["http_url"] = _guard_filter("http_url", _http_url_filter)
         self.filters[LOOP_FILTER] = _bounded_loop
         self.filters[SIZE_FILTER] = _bounded_concat
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        """Data views first (their attributes are plain data), then the sandbox's rules."""
+        if type(obj) is DataView:
+            if attribute.startswith("_"):
+                raise SecurityError(f"access to attribute {attribute!r} is refused")
+            value = obj.get(attribute, MISSING)
+            return self.undefined(obj=obj, name=attribute) if value is MISSING else value
+        return super().getattr(obj, attribute)
 
     def unsafe_undefined(self, obj: Any, attribute: str) -> Undefined:
         """Refuse a private or internal attribute at once (the default returns an undefined

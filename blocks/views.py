@@ -23,6 +23,10 @@ MAX_LIST = 200
 MAX_DEPTH = 8
 
 
+#: What `DataView.get` answers for a missing key.
+MISSING = object()
+
+
 class DataView:
     """Read-only attribute (and item) access to a mapping's wrapped values.
 
@@ -39,6 +43,11 @@ class DataView:
             return self._data[name]
         except KeyError:
             raise AttributeError(name) from None
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The value at `key` or `default` (for the sandbox's fast path; templates see a
+        key named `get` if the data has one, never this method)."""
+        return self._data.get(key, default)
 
     def __getitem__(self, key: str) -> Any:
         return self._data[key]
@@ -64,6 +73,11 @@ class DataView:
 
 def wrap(value: Any, depth: int = 0) -> Any:
     """`value` as templates see it (see the module docstring)."""
+    kind = type(value)
+    if kind is str:
+        return value if len(value) <= MAX_TEXT else value[:MAX_TEXT]
+    if kind is int or kind is float or kind is bool:
+        return value
     if isinstance(value, str):
         return value[:MAX_TEXT]
     if isinstance(value, bool | int | float):
