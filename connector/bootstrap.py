@@ -48,6 +48,11 @@ class Runtime:
     epoch: Callable[[], float] = time.time
 
 
+def open_store(settings: Settings) -> SqlitePipelineStore:
+    """The pipeline store the settings name (the embedded SQLite file)."""
+    return SqlitePipelineStore(settings.data_dir / STORE_FILE, settings.queue_limit)
+
+
 def load_rules(settings: Settings) -> tuple[BlockLibrary, RuleSet]:
     """The block library and the rule set; raises `DocumentError` naming file and line."""
     library = load_library(settings.blocks_dir)
@@ -97,7 +102,7 @@ def build_service(settings: Settings, runtime: Runtime | None = None) -> Service
     """Every part of the running connector, wired; nothing started yet."""
     rt = runtime or Runtime()
     library, ruleset = load_rules(settings)
-    store = SqlitePipelineStore(settings.data_dir / STORE_FILE, settings.queue_limit)
+    store = open_store(settings)
     metrics = Metrics()
     clients = build_clients(settings, rt)
     consumer = f"processor-{uuid.uuid4().hex[:8]}"

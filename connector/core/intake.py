@@ -22,6 +22,8 @@ from connector.core.storage import Inbound, PipelineStore
 MAX_FIRST_PARTY_EVENTS = 1000
 #: The queued item that erases a profile (a platform's deletion or privacy request).
 ERASE = "erase"
+#: The queued item that decides a profile again from its stored context (a replay).
+REDECIDE = "redecide"
 
 
 @dataclass(frozen=True, slots=True)

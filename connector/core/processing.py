@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from connector.core.context import fold, view
 from connector.core.events import Event, EventError, parse_event, parse_time
-from connector.core.intake import ERASE
+from connector.core.intake import ERASE, REDECIDE
 from connector.core.properties import build_properties, differs
 from connector.core.rules import RuleSet, decide
 from connector.core.storage import Claimed, PendingWrite, PipelineStore, ProfileUpdate
@@ -43,9 +43,12 @@ class Renderer(Protocol):
     """Renders a block; never raises (a failing block renders the fallback)."""
 
     def render(
-        self, block_id: str, params: Mapping[str, Any], event: Event | None,
+        self,
+        block_id: str,
+        params: Mapping[str, Any],
+        event: Event | None,
         profile: Mapping[str, Any],
-    ) -> Rendered: ...  # fmt: skip
+    ) -> Rendered: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,9 +91,10 @@ class Processor:
         if not claimed:
             return
         batches = self._by_profile(claimed)
-        updates = [
+        found = [
             self._update(account, key, items, now) for (account, key), items in batches.items()
         ]
+        updates = [u for u in found if u is not None]
         self.store.commit(updates, [c.id for c in claimed], now.timestamp())
 
     def _erase(self, item: Claimed, now: datetime) -> None:
@@ -107,28 +111,50 @@ class Processor:
         groups: dict[tuple[str, str], list[_Item]] = {}
         known: dict[tuple[str, str], str] = {}  # (account, "kind:value") -> profile key
         for item in claimed:
-            try:
-                event = parse_event(item.event, received_at=self.clock())
-            except EventError as exc:  # stored events were valid; a bad one must not block
-                log.error("dropping an unreadable queued event %s: %s", item.id, exc)
+            if REDECIDE in item.event:
+                event = None
+                ids = tuple((str(k), str(v)) for k, v in dict(item.event[REDECIDE]).items())
+            else:
+                try:
+                    event = parse_event(item.event, received_at=self.clock())
+                except EventError as exc:  # stored events were valid; a bad one must not block
+                    log.error("dropping an unreadable queued event %s: %s", item.id, exc)
+                    continue
+                ids = event.profile.identifiers()
+            if not ids:
                 continue
-            ids = event.profile.identifiers()
-            key = next((known[(item.account, f"{k}:{v}")] for k, v in ids
-                        if (item.account, f"{k}:{v}") in known), None)  # fmt: skip
+            key = next(
+                (
+                    known[(item.account, f"{k}:{v}")]
+                    for k, v in ids
+                    if (item.account, f"{k}:{v}") in known
+                ),
+                None,
+            )
             key = key or self.store.resolve_profile(item.account, dict(ids))
-            key = key or "{}:{}".format(*event.profile.first())
+            key = key or "{}:{}".format(*ids[0])
             for kind, value in ids:
                 known[(item.account, f"{kind}:{value}")] = key
             groups.setdefault((item.account, key), []).append(_Item(event, item.platforms))
         return groups
 
-    def _update(self, account: str, key: str, items: list[_Item], now: datetime) -> ProfileUpdate:
+    def _update(
+        self, account: str, key: str, items: list[_Item], now: datetime
+    ) -> ProfileUpdate | None:
+        """Fold the profile's events, decide, and say what to write; None when there is
+        nothing to decide on (a replay for a profile erased since)."""
         context: dict[str, Any] = self.store.load_context(account, key) or {}
-        for item in sorted(items, key=lambda i: i.event.occurred_at):
-            context = fold(context, item.event)
+        events = sorted(
+            (i.event for i in items if i.event is not None), key=lambda e: e.occurred_at
+        )
+        for event in events:
+            context = fold(context, event)
             latest = context.get("last_event")
-            if latest is None or item.event.occurred_at >= _time(latest):
-                context["last_event"] = item.event.to_json()
+            if latest is None or event.occurred_at >= _time(latest):
+                context["last_event"] = event.to_json()
+        if "last_event" not in context:
+            log.info("nothing to decide for %s: no context (erased?)", key)
+            return None
         ruleset = self.ruleset_for(account)
         event = parse_event(context["last_event"], received_at=now)
         decision = decide(ruleset, event, context, now)
@@ -140,8 +166,9 @@ class Processor:
         writes = []
         for platform in platforms:
             if not any(k in identifiers for k in PLATFORM_IDENTIFIERS.get(platform, ())):
-                log.warning("profile %s cannot be addressed on %s: no usable identifier", key,
-                            platform)  # fmt: skip
+                log.warning(
+                    "profile %s cannot be addressed on %s: no usable identifier", key, platform
+                )
                 continue
             last = self.store.last_written(account, platform, key)
             changed = last is None or differs(last, properties)
@@ -149,14 +176,15 @@ class Processor:
             # the platform already has these, or the older one would be written last.
             if changed or self.store.is_pending(account, platform, key):
                 writes.append(PendingWrite(account, platform, key, identifiers, properties))
-        self.on_decided(Decided(key, rendered.block_id, decision.rule_id,
-                                tuple(w.platform for w in writes)))  # fmt: skip
+        self.on_decided(
+            Decided(key, rendered.block_id, decision.rule_id, tuple(w.platform for w in writes))
+        )
         return ProfileUpdate(account, key, context, writes, identifiers)
 
 
 @dataclass(frozen=True, slots=True)
 class _Item:
-    event: Event
+    event: Event | None  # None: decide again from the stored context (a replay)
     platforms: tuple[str, ...]
 
 

@@ -1,0 +1,152 @@
+"""Operating commands: `dcb status`, `dcb dlq list`, `dcb dlq replay [ID...|--all]`.
+
+They open the same store as the running connector (the embedded SQLite file in
+`DCB_DATA_DIR`, which allows a second process to read and queue work beside it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from connector.bootstrap import open_store
+from connector.cli.serve import load_settings
+from connector.core.intake import REDECIDE
+from connector.core.storage import Inbound
+
+
+def register(subparsers: Any) -> None:
+    status = subparsers.add_parser("status", help="queue depth, lag, pending writes, dead letters")
+    status.add_argument("--json", action="store_true", help="print JSON")
+    status.set_defaults(func=run_status)
+    dlq = subparsers.add_parser("dlq", help="dead letters: writes that failed for good")
+    actions = dlq.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = actions.add_parser("list", help="list dead letters")
+    listing.add_argument("--limit", type=int, default=100)
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    listing.set_defaults(func=run_dlq_list)
+    replay = actions.add_parser(
+        "replay", help="decide the profiles again from their current context and queue the writes"
+    )
+    replay.add_argument("ids", nargs="*", metavar="ID")
+    replay.add_argument("--all", action="store_true", help="replay every dead letter")
+    replay.set_defaults(func=run_dlq_replay)
+
+
+def run_status(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    if settings is None:
+        return 1
+    store = open_store(settings)
+    try:
+        report = store.status(time.time())
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps(report, indent=2, sort_keys=True))
+        return 0
+    print(f"store: {report['store']} ({report.get('path', '')})")
+    accounts = report["accounts"] or {"default": {}}
+    for account, info in sorted(accounts.items()):
+        print(f"account {account}:")
+        print(
+            f"  queued events: {info.get('queued', 0)}"
+            + (
+                f" (oldest {info['oldest_queued_seconds']} s)"
+                if "oldest_queued_seconds" in info
+                else ""
+            )
+        )
+        for platform, pending in sorted((info.get("pending") or {}).items()):
+            print(
+                f"  {platform}: {pending['writes']} pending writes, lag {pending['lag_seconds']} s,"
+                f" {pending['retrying']} retrying"
+            )
+        for platform, pause in sorted((info.get("paused") or {}).items()):
+            print(f"  {platform}: paused {pause}")
+        for platform, error in sorted((info.get("last_errors") or {}).items()):
+            print(f"  {platform}: last error: {error}")
+        print(f"  dead letters: {info.get('dead_letters', 0)}")
+    return 0
+
+
+def run_dlq_list(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    if settings is None:
+        return 1
+    store = open_store(settings)
+    try:
+        letters = store.dead_letters(args.limit)
+    finally:
+        store.close()
+    if args.json:
+        print(
+            json.dumps(
+                [
+                    {
+                        "id": d.id,
+                        "account": d.account,
+                        "platform": d.platform,
+                        "profile": d.profile_key,
+                        "reason": d.reason,
+                        "attempts": d.attempts,
+                        "failed_at": _when(d.failed_at),
+                    }
+                    for d in letters
+                ],
+                indent=2,
+            )
+        )
+        return 0
+    if not letters:
+        print("no dead letters")
+    for d in letters:
+        print(
+            f"{d.id}\t{_when(d.failed_at)}\t{d.account}/{d.platform}\t{d.profile_key}\t"
+            f"{d.attempts} attempts\t{d.reason}"
+        )
+    return 0
+
+
+def run_dlq_replay(args: argparse.Namespace) -> int:
+    if not args.ids and not args.all:
+        print("dcb dlq replay: name dead letter ids, or --all", file=sys.stderr)
+        return 1
+    settings = load_settings()
+    if settings is None:
+        return 1
+    store = open_store(settings)
+    try:
+        letters = store.remove_dead_letters([] if args.all else list(args.ids))
+        missing = set(args.ids) - {d.id for d in letters}
+        items = [
+            Inbound(
+                d.account,
+                f"replay:{uuid.uuid4().hex}",
+                {REDECIDE: dict(d.identifiers)},
+                (d.platform,),
+            )
+            for d in letters
+        ]
+        if items:
+            store.enqueue(items, time.time())
+    finally:
+        store.close()
+    for d in letters:
+        print(
+            f"replaying {d.id}: {d.account}/{d.platform} {d.profile_key} (re-decided from its "
+            "current context)"
+        )
+    if missing:
+        print(f"no dead letter with id {', '.join(sorted(missing))}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _when(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")

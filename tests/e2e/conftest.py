@@ -1,0 +1,77 @@
+"""A running connector (web app + workers on the embedded store) against the fake APIs."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from flask.testing import FlaskClient
+
+from connector.bootstrap import build_service, provision
+from connector.service import Service
+from connector.settings import Settings
+from tests.fakes.fake_hubspot import FakeHubSpotApi
+from tests.fakes.fake_klaviyo import FakeKlaviyoApi
+
+PUBLIC_URL = "https://hooks.shop.example"
+HUBSPOT_SECRET = "hs-client-secret"
+KLAVIYO_SECRET = "kl-webhook-secret"
+FLOW_TOKEN = "flow-token-1"
+EVENTS_KEY = "events-key-1"
+
+
+@dataclass
+class Running:
+    service: Service
+    client: FlaskClient
+    hubspot: FakeHubSpotApi
+    klaviyo: FakeKlaviyoApi
+
+    def wait_for(self, check: Callable[[], bool], timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if check():
+                return
+            time.sleep(0.02)
+        raise AssertionError("condition not met in time")
+
+
+def settings_for(
+    data: Path, hubspot: FakeHubSpotApi, klaviyo: FakeKlaviyoApi, **extra: str
+) -> Settings:
+    env = {
+        "DCB_DATA_DIR": str(data),
+        "DCB_PUBLIC_URL": PUBLIC_URL,
+        "DCB_HUBSPOT_ACCESS_TOKEN": hubspot.token,
+        "DCB_HUBSPOT_API_URL": hubspot.base_url,
+        "DCB_HUBSPOT_CLIENT_SECRET": HUBSPOT_SECRET,
+        "DCB_KLAVIYO_API_KEY": klaviyo.api_key,
+        "DCB_KLAVIYO_API_URL": klaviyo.base_url,
+        "DCB_KLAVIYO_WEBHOOK_SECRET": KLAVIYO_SECRET,
+        "DCB_KLAVIYO_FLOW_TOKEN": FLOW_TOKEN,
+        "DCB_EVENTS_API_KEY": EVENTS_KEY,
+        "DCB_FLUSH_MS": "10",
+        **extra,
+    }
+    return Settings.from_env(env)
+
+
+@pytest.fixture
+def fakes() -> Iterator[tuple[FakeHubSpotApi, FakeKlaviyoApi]]:
+    hubspot, klaviyo = FakeHubSpotApi(), FakeKlaviyoApi()
+    yield hubspot, klaviyo
+    hubspot.close()
+    klaviyo.close()
+
+
+@pytest.fixture
+def running(tmp_path: Path, fakes: tuple[FakeHubSpotApi, FakeKlaviyoApi]) -> Iterator[Running]:
+    hubspot, klaviyo = fakes
+    service = build_service(settings_for(tmp_path / "data", hubspot, klaviyo))
+    provision(service.app.extensions["dcb"]["clients"])
+    service.start()
+    yield Running(service, service.app.test_client(), hubspot, klaviyo)
+    service.stop(drain=False, drain_seconds=2)

@@ -1,0 +1,186 @@
+"""End to end on the embedded store: a request in, the fake platform holds the properties."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+
+from tests.e2e.conftest import (
+    EVENTS_KEY,
+    FLOW_TOKEN,
+    HUBSPOT_SECRET,
+    KLAVIYO_SECRET,
+    PUBLIC_URL,
+    Running,
+)
+from webhooks.signatures import sign_hubspot_v3, sign_klaviyo
+
+
+def hubspot_headers(path: str, body: bytes) -> dict[str, str]:
+    timestamp = str(int(time.time() * 1000))
+    signature = sign_hubspot_v3(HUBSPOT_SECRET, "POST", PUBLIC_URL + path, body, timestamp)
+    return {
+        "X-HubSpot-Signature-v3": signature,
+        "X-HubSpot-Request-Timestamp": timestamp,
+        "Content-Type": "application/json",
+    }
+
+
+def test_signed_hubspot_webhook_lands_dcb_properties(running: Running) -> None:
+    contact = running.hubspot.add_contact("ada@example.com")
+    body = json.dumps(
+        [
+            {
+                "objectId": int(contact),
+                "eventId": 1,
+                "subscriptionId": 2,
+                "portalId": 33,
+                "appId": 4,
+                "occurredAt": int(time.time() * 1000),
+                "subscriptionType": "contact.creation",
+                "attemptNumber": 0,
+            }
+        ]
+    ).encode()
+    response = running.client.post(
+        "/webhooks/hubspot", data=body, headers=hubspot_headers("/webhooks/hubspot", body)
+    )
+    assert response.status_code == 202, response.json
+    assert response.json["accepted"] == 1
+    running.wait_for(
+        lambda: running.hubspot.contacts[contact].properties.get("dcb_block") == "onboarding"
+    )
+    props = running.hubspot.contacts[contact].properties
+    assert props["dcb_rule"] == "onboarding"
+    assert props["dcb_variant"] == "treatment"
+    assert props["dcb_computed_at"].endswith("Z")
+    again = running.client.post(
+        "/webhooks/hubspot", data=body, headers=hubspot_headers("/webhooks/hubspot", body)
+    )
+    assert again.status_code == 200 and again.json["duplicates"] == 1
+
+
+def test_first_party_event_reaches_both_platforms(running: Running) -> None:
+    event = {
+        "type": "checkout_started",
+        "event_id": "e-1",
+        "occurred_at": datetime.now(UTC).isoformat(),
+        "profile": {"email": "bob@example.com"},
+        "properties": {"cart_value": 200.0, "checkout_url": "https://shop.example/c/1"},
+    }
+    response = running.client.post(
+        "/v1/events", json=event, headers={"Authorization": f"Bearer {EVENTS_KEY}"}
+    )
+    assert response.status_code == 202, response.json
+
+    def both() -> bool:
+        contact = running.hubspot.by_email("bob@example.com")
+        profile = running.klaviyo.by_email("bob@example.com")
+        return bool(
+            contact
+            and profile
+            and contact.properties.get("dcb_block")
+            and profile.properties.get("dcb_block")
+        )
+
+    running.wait_for(both)
+    contact = running.hubspot.by_email("bob@example.com")
+    profile = running.klaviyo.by_email("bob@example.com")
+    assert contact is not None and profile is not None
+    assert (
+        contact.properties["dcb_block"] == profile.properties["dcb_block"] == "personalized_offer"
+    )
+    assert contact.properties["dcb_cta_url"] == "https://shop.example/c/1"
+
+
+def test_klaviyo_flow_webhook(running: Running) -> None:
+    profile_id = running.klaviyo.add_profile("cy@example.com")
+    body = json.dumps(
+        {
+            "profile_id": profile_id,
+            "email": "cy@example.com",
+            "metric": "Started Checkout",
+            "event_id": "ck-1",
+            "value": "212.50",
+            "checkout_url": "https://shop.example/checkout/8812",
+        }
+    ).encode()
+    response = running.client.post(
+        "/webhooks/klaviyo/flow",
+        data=body,
+        headers={"X-DCB-Token": FLOW_TOKEN, "Content-Type": "application/json"},
+    )
+    assert response.status_code == 202, response.json
+    running.wait_for(
+        lambda: bool(
+            (p := running.klaviyo.by_email("cy@example.com")) and p.properties.get("dcb_block")
+        )
+    )
+
+
+def test_refusals(running: Running) -> None:
+    body = b"[]"
+    bad = hubspot_headers("/webhooks/hubspot", body)
+    bad["X-HubSpot-Signature-v3"] = "nope"
+    assert running.client.post("/webhooks/hubspot", data=body, headers=bad).status_code == 401
+    stale = {**hubspot_headers("/webhooks/hubspot", body), "X-HubSpot-Request-Timestamp": "1000"}
+    assert running.client.post("/webhooks/hubspot", data=body, headers=stale).status_code == 401
+    not_json = b"{nope"
+    response = running.client.post(
+        "/webhooks/hubspot", data=not_json, headers=hubspot_headers("/webhooks/hubspot", not_json)
+    )
+    assert response.status_code == 400 and "not JSON" in response.json["error"]
+    assert running.client.post("/v1/events", json={"type": "x"}).status_code == 401
+    invalid = running.client.post(
+        "/v1/events",
+        json={"type": "nope", "profile": {"email": "a@b.c"}},
+        headers={"Authorization": f"Bearer {EVENTS_KEY}"},
+    )
+    assert invalid.status_code == 400
+    assert "unknown event type" in json.dumps(invalid.json)
+    big = b"[" + b" " * (1024 * 1024) + b"]"
+    assert (
+        running.client.post(
+            "/webhooks/hubspot", data=big, headers=hubspot_headers("/webhooks/hubspot", big)
+        ).status_code
+        == 413
+    )
+    ts = "Thu, 04 Jan 2024 18:05:25 GMT"
+    body = b'{"data": [], "meta": {"klaviyo_webhook_id": "w"}}'
+    headers = {
+        "Klaviyo-Signature": sign_klaviyo(KLAVIYO_SECRET, body, ts),
+        "Klaviyo-Timestamp": ts,
+        "Klaviyo-Webhook-Id": "w",
+    }
+    assert running.client.post("/webhooks/klaviyo", data=body, headers=headers).status_code == 401
+
+
+def test_echo_of_our_own_write_is_acknowledged_and_dropped(running: Running) -> None:
+    body = json.dumps(
+        [
+            {
+                "objectId": 1,
+                "propertyName": "dcb_block",
+                "propertyValue": "x",
+                "eventId": 9,
+                "subscriptionId": 25,
+                "portalId": 33,
+                "appId": 1,
+                "occurredAt": int(time.time() * 1000),
+                "subscriptionType": "contact.propertyChange",
+                "attemptNumber": 0,
+            }
+        ]
+    ).encode()
+    response = running.client.post(
+        "/webhooks/hubspot", data=body, headers=hubspot_headers("/webhooks/hubspot", body)
+    )
+    assert response.status_code == 202
+    assert (response.json["accepted"], response.json["dropped"]) == (0, 1)
+
+
+def test_health_ready_and_metrics(running: Running) -> None:
+    assert running.client.get("/healthz").status_code == 200
+    assert running.client.get("/readyz").json["store"] == "ok"
+    assert b"dcb_requests" in running.client.get("/metrics").data
