@@ -29,17 +29,23 @@ class Metrics:
             "dcb_requests", "Inbound requests answered", ["endpoint", "status"], registry=r
         )
         self.ack_seconds = Histogram(
-            "dcb_ack_seconds", "Time to acknowledge an inbound request", ["endpoint"],
-            buckets=ACK_BUCKETS, registry=r,
-        )  # fmt: skip
+            "dcb_ack_seconds",
+            "Time to acknowledge an inbound request",
+            ["endpoint"],
+            buckets=ACK_BUCKETS,
+            registry=r,
+        )
         self.decisions = Counter("dcb_decisions", "Decisions made, by block", ["block"], registry=r)
         self.writes = Counter(
             "dcb_writes", "Pending writes settled", ["platform", "status"], registry=r
         )
         self.write_lag = Histogram(
-            "dcb_write_lag_seconds", "From decision to settled write", ["platform"],
-            buckets=LAG_BUCKETS, registry=r,
-        )  # fmt: skip
+            "dcb_write_lag_seconds",
+            "From decision to settled write",
+            ["platform"],
+            buckets=LAG_BUCKETS,
+            registry=r,
+        )
         self.queue_depth = Gauge("dcb_queue_depth", "Events waiting to be processed", registry=r)
 
     def answered(self, endpoint: str, status: int, seconds: float) -> None:

@@ -72,8 +72,9 @@ class Service:
         self.close()
 
     def _spawn(self, name: str, target: Callable[..., None], *args: Any) -> None:
-        thread = threading.Thread(target=self._guarded, args=(name, target, *args), name=name,
-                                  daemon=True)  # fmt: skip
+        thread = threading.Thread(
+            target=self._guarded, args=(name, target, *args), name=name, daemon=True
+        )
         thread.start()
         self._threads.append(thread)
 

@@ -173,8 +173,10 @@ class SqlitePipelineStore:
     def release_leases(self) -> int:
         """Make every leased event claimable now (start-up of the single embedded process)."""
         with self._transaction() as db:
-            cursor = db.execute("UPDATE events SET lease_owner = NULL, lease_until = 0 "
-                                "WHERE lease_owner IS NOT NULL")  # fmt: skip
+            cursor = db.execute(
+                "UPDATE events SET lease_owner = NULL, lease_until = 0 "
+                "WHERE lease_owner IS NOT NULL"
+            )
             return cursor.rowcount
 
     def claim(self, consumer: str, limit: int, now: float) -> list[Claimed]:
@@ -264,16 +266,25 @@ class SqlitePipelineStore:
                 "identifiers = excluded.identifiers, properties = excluded.properties, "
                 "version = pending.version + 1, attempts = 0, "
                 "due_at = min(pending.due_at, excluded.due_at)",
-                (account, write.platform, key, _dumps(dict(write.identifiers)),
-                 _dumps(dict(write.properties)), now, now),
-            )  # fmt: skip
+                (
+                    account,
+                    write.platform,
+                    key,
+                    _dumps(dict(write.identifiers)),
+                    _dumps(dict(write.properties)),
+                    now,
+                    now,
+                ),
+            )
 
     def erase(self, account: str, profile_key: str) -> None:
         """Forget a profile: its context, identity links, pending and written properties."""
         with self._transaction() as db:
             for table in ("contexts", "identities", "pending", "written"):
-                db.execute(f"DELETE FROM {table} WHERE account = ? AND profile_key = ?",
-                           (account, profile_key))  # fmt: skip
+                db.execute(
+                    f"DELETE FROM {table} WHERE account = ? AND profile_key = ?",
+                    (account, profile_key),
+                )
 
     # --- delivery -------------------------------------------------------------------------
 
@@ -346,9 +357,15 @@ class SqlitePipelineStore:
             db.execute(
                 "INSERT INTO dead_letters (account, platform, profile_key, identifiers, "
                 "properties, reason, failed_at, attempts) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (*key, _dumps(dict(w.identifiers)), _dumps(dict(w.properties)), s.reason, now,
-                 w.attempts + 1),
-            )  # fmt: skip
+                (
+                    *key,
+                    _dumps(dict(w.identifiers)),
+                    _dumps(dict(w.properties)),
+                    s.reason,
+                    now,
+                    w.attempts + 1,
+                ),
+            )
         db.execute(
             "DELETE FROM pending WHERE account = ? AND platform = ? AND profile_key = ? "
             "AND version = ?",
@@ -402,8 +419,10 @@ class SqlitePipelineStore:
             "FROM pending GROUP BY account, platform"
         ):
             accounts.setdefault(account, {}).setdefault("pending", {})[platform] = {
-                "writes": count, "lag_seconds": round(now - oldest, 3), "retrying": retrying,
-            }  # fmt: skip
+                "writes": count,
+                "lag_seconds": round(now - oldest, 3),
+                "retrying": retrying,
+            }
         for account, count in db.execute(
             "SELECT account, count(*) FROM dead_letters GROUP BY account"
         ):
@@ -413,7 +432,13 @@ class SqlitePipelineStore:
 
 def _dead_letter(row: Sequence[Any]) -> DeadLetter:
     return DeadLetter(
-        id=str(row[0]), account=row[1], platform=row[2], profile_key=row[3],
-        identifiers=json.loads(row[4]), properties=json.loads(row[5]), reason=row[6],
-        failed_at=row[7], attempts=row[8],
-    )  # fmt: skip
+        id=str(row[0]),
+        account=row[1],
+        platform=row[2],
+        profile_key=row[3],
+        identifiers=json.loads(row[4]),
+        properties=json.loads(row[5]),
+        reason=row[6],
+        failed_at=row[7],
+        attempts=row[8],
+    )

@@ -73,8 +73,12 @@ class Dispatcher:
         if status is WriteStatus.WRITTEN:
             return Settlement(write, "written")
         if status is WriteStatus.SKIPPED:
-            log.info("%s %s: profile gone, write skipped: %s", self.platform, write.profile_key,
-                     outcome.reason)  # fmt: skip
+            log.info(
+                "%s %s: profile gone, write skipped: %s",
+                self.platform,
+                write.profile_key,
+                outcome.reason,
+            )
             return Settlement(write, "skipped", outcome.reason)
         if status is WriteStatus.FATAL:
             return Settlement(write, "fatal", outcome.reason)
