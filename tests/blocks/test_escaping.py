@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from connector.core.properties import CONTENT_OUTPUTS
@@ -69,6 +69,7 @@ values = st.recursive(
 )
 
 
+@settings(max_examples=60)
 @given(
     block=st.sampled_from(SHIPPED),
     properties=st.dictionaries(text, values, max_size=6),
@@ -87,6 +88,7 @@ def test_rendering_any_context_never_raises_past_the_renderer(
         assert "<script" not in rendered.outputs["html"].lower()
 
 
+@settings(max_examples=25)
 @given(name=text, city=text, url=text)
 def test_any_strings_in_known_fields_render_the_block_itself(
     name: str, city: str, url: str
