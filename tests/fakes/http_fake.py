@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
 
 Clock = Callable[[], float]
@@ -74,7 +74,7 @@ class FakeHttpApi:
         self._server.shutdown()
         self._server.server_close()
 
-    def __enter__(self) -> FakeHttpApi:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

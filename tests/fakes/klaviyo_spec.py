@@ -7,7 +7,7 @@ from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
 
 SPEC = Path(__file__).resolve().parent.parent / "fixtures" / "klaviyo-openapi" / "profiles.json"
 
