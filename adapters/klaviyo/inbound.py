@@ -30,6 +30,7 @@ from adapters.klaviyo.inbound_mapping import (
     canonical_properties,
     event_type_of,
     plain,
+    python_literal,
 )
 from connector.core.events import EventError, EventType, as_text, parse_event
 from connector.core.inbound import (
@@ -41,8 +42,16 @@ from connector.core.inbound import (
     load_json,
 )
 
-__all__ = ["DEFAULT_METRICS", "MAX_ITEMS_TEXT", "parse_flow_webhook", "parse_system_webhook"]
+__all__ = [
+    "DEFAULT_METRICS",
+    "MAX_FLOW_LITERAL",
+    "MAX_ITEMS_TEXT",
+    "parse_flow_webhook",
+    "parse_system_webhook",
+]
 
+MAX_FLOW_LITERAL = 262_144
+"""Largest flow body read as a Python literal (a flow body is a few KiB)."""
 _METRIC_KEYS = ("metric", "type", "event")
 _PROFILE_KEYS = {
     "klaviyo_id": ("profile_id", "klaviyo_id", "$id", "KlaviyoID"),
@@ -69,10 +78,12 @@ def parse_flow_webhook(
 ) -> ParseResult:
     """Turn one flow Webhook-action body into one event, drop or malformed item.
 
-    `received_at` stands in for a missing time. Raises `ParseError` when the body is not a
-    JSON object or its `metric` is not a string.
+    `received_at` stands in for a missing time. A body that is not JSON but a Python dict
+    literal (what `"items": {{ event.Items }}` renders to, up to `MAX_FLOW_LITERAL` bytes)
+    is read as such. Raises `ParseError` when the body is neither a JSON object nor such a
+    literal, or its `metric` is not a string.
     """
-    data = load_json(body)
+    data = _flow_body(body)
     if not isinstance(data, Mapping):
         raise ParseError("", f"expected a JSON object, got {_kind_of(data)}")
     for key in _METRIC_KEYS:
@@ -83,6 +94,21 @@ def parse_flow_webhook(
     except EventError as exc:
         item = Malformed(0, exc.field, exc.message)
     return ParseResult.collect([item])
+
+
+def _flow_body(body: bytes) -> Any:
+    try:
+        return load_json(body)
+    except ParseError as not_json:
+        if len(body) > MAX_FLOW_LITERAL:
+            raise
+        try:
+            data = python_literal(body.decode("utf-8"))
+        except (UnicodeDecodeError, EventError):
+            raise not_json from None
+        if not isinstance(data, Mapping):
+            raise not_json from None
+        return data
 
 
 def _flow_event(

@@ -152,10 +152,26 @@ def _decode_items(text: str, where: str, max_text: int) -> Any:
         except (ValueError, RecursionError):
             pass
         try:
-            return ast.literal_eval(candidate)
-        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError, OverflowError):
+            return _literal(candidate, where)
+        except EventError:
             pass
     raise EventError(where, "expected a list of items (JSON or a Python list literal)")
+
+
+def python_literal(text: str, where: str = "") -> Any:
+    """A Python literal (what a Klaviyo template renders for an object) as plain JSON data.
+
+    Only literals are evaluated (`ast.literal_eval`), never code; callers bound the size.
+    Raises `EventError` for text that is not a literal or not JSON-like data.
+    """
+    return plain(_literal(text, where), where)
+
+
+def _literal(text: str, where: str) -> Any:
+    try:
+        return ast.literal_eval(text.strip())
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError, OverflowError) as exc:
+        raise EventError(where, "is not a Python literal") from exc
 
 
 def _item(raw: Any, where: str) -> dict[str, Any]:

@@ -25,8 +25,8 @@ from typing import Any
 
 from connector.core.events import Event, ProfileRef
 
-MAX_BODY_BYTES = 5_000_000
-"""Klaviyo's largest event payload is 5 MB; a webhook body larger than that is not theirs."""
+MAX_BODY_BYTES = 16 * 1024 * 1024
+"""A last line of defence only: the web layer caps each route lower (8 MiB at most)."""
 
 
 class ParseError(ValueError):

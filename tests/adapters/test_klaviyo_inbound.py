@@ -177,6 +177,19 @@ def test_missing_fields_are_tolerated() -> None:
     assert event.profile == ProfileRef(klaviyo_id=PROFILE_ID)
 
 
+def test_unquoted_items_make_the_body_a_python_literal() -> None:
+    items = [{"ProductName": "Levi's 501", "Quantity": 1, "ImageURL": None, "Gift": False},
+             {"ProductName": 'The "Best" Tee', "ItemPrice": 9.5}]
+    body = ('{"metric": "Started Checkout", "email": "ada@example.com", '
+            f'"value": "59.50", "items": {items!r}}}').encode()
+    event = only_event(parse_flow_webhook(body, received_at=RECEIVED))
+    assert event.properties["items"] == [
+        {"name": "Levi's 501", "quantity": 1, "Gift": False},
+        {"name": 'The "Best" Tee', "price": 9.5},
+    ]
+    assert event.properties["cart_value"] == 59.5
+
+
 def test_html_escaped_items_are_read() -> None:
     body = {"metric": "Started Checkout", "email": "a@b.co",
             "Items": "[{&#39;ProductName&#39;: &#39;Tee&#39;, &#39;Quantity&#39;: 1}]"}
@@ -246,7 +259,8 @@ def test_oversized_items_text_is_malformed() -> None:
 
 @pytest.mark.parametrize(
     ("body", "field"),
-    [(b"", ""), (b"{'metric': 'x'}", ""), (b"[]", ""), (b'"text"', ""),
+    [(b"", ""), (b"{'metric': 'x', 'a': {1, 2}}", ""), (b"{'metric': 'x'", ""),
+     (b"['metric']", ""), (b"[]", ""), (b'"text"', ""),
      (b'{"metric": 5}', "metric"), (b'{"type": ["a"]}', "type")],
 )
 def test_flow_bodies_of_the_wrong_shape_are_parse_errors(body: bytes, field: str) -> None:
