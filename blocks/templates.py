@@ -40,6 +40,9 @@ _FORBIDDEN: dict[type[nodes.Node], str] = {
     nodes.FromImport: "import",
     nodes.Extends: "extends",
     nodes.Block: "blocks",
+    # These capture output in memory, out of reach of the streamed output cap.
+    nodes.AssignBlock: "set blocks ({% set %}...{% endset %})",
+    nodes.FilterBlock: "filter blocks",
 }
 
 

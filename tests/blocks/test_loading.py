@@ -44,6 +44,8 @@ def test_only_event_profile_and_params_are_visible() -> None:
     [
         ("{% macro m() %}{% endmacro %}", "macros are not allowed"),
         ("{% include 'a' %}", "include are not allowed"),
+        ("{% set a %}x{% endset %}", "set blocks"),
+        ("{% filter upper %}x{% endfilter %}", "filter blocks are not allowed"),
         ("{% for i in event.items recursive %}{% endfor %}", "recursive loops are not allowed"),
         ("{{ 'a' | center(9) }}", "filter 'center' is not available"),
         ("{{ event.x | safe }}", "filter 'safe' is not available"),
