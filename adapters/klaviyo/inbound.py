@@ -18,6 +18,8 @@ Metrics that `metrics` does not map are dropped, with the reason.
 
 from __future__ import annotations
 
+import contextlib
+import html
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -79,9 +81,9 @@ def parse_flow_webhook(
     """Turn one flow Webhook-action body into one event, drop or malformed item.
 
     `received_at` stands in for a missing time. A body that is not JSON but a Python dict
-    literal (what `"items": {{ event.Items }}` renders to, up to `MAX_FLOW_LITERAL` bytes)
-    is read as such. Raises `ParseError` when the body is neither a JSON object nor such a
-    literal, or its `metric` is not a string.
+    literal (what `"items": {{ event.Items }}` renders to, up to `MAX_FLOW_LITERAL` bytes),
+    possibly HTML-escaped by the template, is read as such. Raises `ParseError` when the
+    body is neither a JSON object nor such a literal, or its `metric` is not a string.
     """
     data = _flow_body(body)
     if not isinstance(data, Mapping):
@@ -103,12 +105,15 @@ def _flow_body(body: bytes) -> Any:
         if len(body) > MAX_FLOW_LITERAL:
             raise
         try:
-            data = python_literal(body.decode("utf-8"))
-        except (UnicodeDecodeError, EventError):
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
             raise not_json from None
-        if not isinstance(data, Mapping):
-            raise not_json from None
-        return data
+        for candidate in (text, html.unescape(text)) if "&" in text else (text,):
+            with contextlib.suppress(EventError):
+                data = python_literal(candidate)
+                if isinstance(data, Mapping):
+                    return data
+        raise not_json from None
 
 
 def _flow_event(

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import html
 import json
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ from connector.core.events import Event, EventType, ProfileRef, parse_event
 from connector.core.inbound import ParseError, ParseResult
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+DOCS = Path(__file__).resolve().parent.parent.parent / "docs" / "inbound.md"
 RECEIVED = datetime(2026, 11, 28, 10, 0, 5, tzinfo=UTC)
 PROFILE_ID = "01HXYZPROFILE000000000001"
 DEEP: Any = json.loads("[" * 20 + "]" * 20)
@@ -267,6 +270,65 @@ def test_flow_bodies_of_the_wrong_shape_are_parse_errors(body: bytes, field: str
     with pytest.raises(ParseError) as caught:
         parse_flow_webhook(body, received_at=RECEIVED)
     assert caught.value.field == field
+
+
+# --- the bodies docs/inbound.md tells marketers to paste -----------------------------------
+
+EVENT_DATA: dict[str, Any] = {
+    "$event_id": "cart-8812", "$value": 212.5, "CheckoutURL": "https://shop.example/c/8812",
+    "OrderId": "1001", "DiscountCode": "", "ProductID": "J-1", "ProductName": "Levi's 501",
+    "Price": 99.0, "URL": "https://shop.example/p/j1", "ImageURL": "https://shop.example/j1.jpg",
+    "AddedItemProductID": "J-1", "AddedItemProductName": "Best Tee",
+    "AddedItemImageURL": "https://shop.example/t.jpg",
+    "Items": [{"ProductID": "J-1", "ProductName": "Levi's 501", "Quantity": 1,
+               "ItemPrice": 99.0, "ImageURL": None, "ProductURL": "https://shop.example/p/j1"}],
+}  # fmt: skip
+
+
+def render(template: str, event_data: dict[str, Any]) -> str:
+    """What Klaviyo's template engine makes of a documented body (as far as we use it)."""
+    text = template.replace("{{ person.KlaviyoID }}", PROFILE_ID)
+    text = text.replace("{{ person.email }}", "ada@example.com")
+    text = text.replace("{{ event.Items|default:'[]' }}", repr(event_data.get("Items") or []))
+    return re.sub(r"\{\{ event\|lookup:'([^']+)' \}\}",
+                  lambda m: str(event_data.get(m.group(1), "")), text)
+
+
+def documented_bodies() -> list[str]:
+    blocks = re.findall(r"```\n(\{\n  \"metric\".*?)```", DOCS.read_text(), re.DOTALL)
+    assert len(blocks) == 5
+    return blocks
+
+
+@pytest.mark.parametrize("index", range(5))
+def test_documented_flow_bodies_parse(index: int) -> None:
+    template = documented_bodies()[index]
+    full = only_event(parse_flow_webhook(render(template, EVENT_DATA).encode(),
+                                         received_at=RECEIVED))
+    assert full.profile == ProfileRef(email="ada@example.com", klaviyo_id=PROFILE_ID)
+    assert_canonical(full)
+    empty = only_event(parse_flow_webhook(render(template, {}).encode(), received_at=RECEIVED))
+    assert empty.type is full.type
+
+
+def test_an_html_escaped_render_is_read_too() -> None:
+    rendered = render(documented_bodies()[0], EVENT_DATA)
+    start = rendered.index('"items": ') + len('"items": ')
+    escaped = rendered[:start] + html.escape(rendered[start:-2], quote=True) + rendered[-2:]
+    event = only_event(parse_flow_webhook(escaped.encode(), received_at=RECEIVED))
+    assert event.properties["items"][0]["name"] == "Levi's 501"
+
+
+def test_documented_started_checkout_in_full() -> None:
+    event = only_event(parse_flow_webhook(render(documented_bodies()[0], EVENT_DATA).encode(),
+                                          received_at=RECEIVED))
+    assert event.type is EventType.CHECKOUT_STARTED
+    assert event.event_id == "klaviyo-flow:checkout_started:cart-8812"
+    assert event.properties == {
+        "cart_value": 212.5, "checkout_url": "https://shop.example/c/8812",
+        "items": [{"product_id": "J-1", "name": "Levi's 501", "quantity": 1, "price": 99.0,
+                   "url": "https://shop.example/p/j1"}],
+    }  # fmt: skip
 
 
 # --- system webhooks ------------------------------------------------------------------------
