@@ -7,19 +7,19 @@ so the platform does not retry them for a day).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
+from urllib.parse import parse_qs
 
 from adapters.hubspot.inbound import parse_app_webhook
 from adapters.hubspot.inbound_mapping import PropertyEvent
 from adapters.hubspot.inbound_workflow import parse_workflow_webhook
 from adapters.klaviyo.inbound import parse_flow_webhook, parse_system_webhook
 from connector.core.events import EventType
-from connector.core.inbound import Dropped, ParseResult
+from connector.core.inbound import Dropped, ParseError, ParseResult
 from connector.core.intake import parse_first_party
 from connector.settings import Secret, Settings
-from webhooks.app import Endpoint, RawRequest
+from webhooks.app import Endpoint, Parse, RawRequest
 from webhooks.bearer import verify_bearer
 from webhooks.signatures import (
     hubspot_uri,
@@ -41,15 +41,13 @@ def _secrets(values: tuple[Secret, ...]) -> list[str]:
     return [secret.value for secret in values]
 
 
-def _pinned(
-    expected: str | None, parse: Callable[[bytes, datetime], ParseResult]
-) -> Callable[[bytes, datetime], ParseResult]:
+def _pinned(expected: str | None, parse: Parse) -> Parse:
     """Drop events and erasures whose platform account is not `expected`."""
     if expected is None:
         return parse
 
-    def pinned(body: bytes, now: datetime) -> ParseResult:
-        result = parse(body, now)
+    def pinned(raw: RawRequest, now: datetime) -> ParseResult:
+        result = parse(raw, now)
         events = [e for e in result.events if e.context.get("account_id") in (None, expected)]
         erasures = [r for r in result.erasures if r.account_id in (None, expected)]
         foreign = len(result.events) - len(events) + len(result.erasures) - len(erasures)
@@ -59,6 +57,18 @@ def _pinned(
         )
 
     return pinned
+
+
+def _event_type(query: bytes) -> EventType:
+    """A workflow's event type from `?type=...` (default `profile_updated`)."""
+    values = parse_qs(query.decode("latin-1")).get("type")
+    if not values:
+        return EventType.PROFILE_UPDATED
+    try:
+        return EventType(values[0])
+    except ValueError:
+        known = ", ".join(t.value for t in EventType)
+        raise ParseError("type", f"unknown event type {values[0]!r} (one of {known})") from None
 
 
 def _hubspot(settings: Settings) -> list[Endpoint]:
@@ -87,11 +97,14 @@ def _hubspot(settings: Settings) -> list[Endpoint]:
         )
         return ACCOUNT
 
-    def app(body: bytes, now: datetime) -> ParseResult:
-        return parse_app_webhook(body, received_at=now, property_events=mapping)
+    def app(raw: RawRequest, now: datetime) -> ParseResult:
+        return parse_app_webhook(raw.body, received_at=now, property_events=mapping)
 
-    def workflow(body: bytes, now: datetime) -> ParseResult:
-        return parse_workflow_webhook(body, received_at=now, property_events=mapping)
+    def workflow(raw: RawRequest, now: datetime) -> ParseResult:
+        kind = _event_type(raw.query_string)
+        return parse_workflow_webhook(
+            raw.body, received_at=now, event_type=kind, property_events=mapping
+        )
 
     portal = settings.hubspot_portal_id
     return [
@@ -135,16 +148,18 @@ def _klaviyo(settings: Settings) -> list[Endpoint]:
         verify_klaviyo_flow(raw.headers, tokens=tokens)
         return ACCOUNT
 
-    system = _pinned(
-        settings.klaviyo_account_id, lambda body, now: parse_system_webhook(body, received_at=now)
-    )
-    flow = lambda body, now: parse_flow_webhook(body, received_at=now)  # noqa: E731
+    def system(raw: RawRequest, now: datetime) -> ParseResult:
+        return parse_system_webhook(raw.body, received_at=now)
+
+    def flow(raw: RawRequest, now: datetime) -> ParseResult:
+        return parse_flow_webhook(raw.body, received_at=now)
+
     return [
         Endpoint(
             "/webhooks/klaviyo",
             "klaviyo",
             verify_system,
-            system,
+            _pinned(settings.klaviyo_account_id, system),
             ("klaviyo",),
             max_body=KLAVIYO_SYSTEM_MAX_BODY,
             off_reason=system_off,
@@ -168,8 +183,8 @@ def _first_party(settings: Settings) -> Endpoint:
         verify_bearer(raw.headers, keys=keys)
         return ACCOUNT
 
-    def parse(body: bytes, now: datetime) -> ParseResult:
-        return parse_first_party(body, received_at=now)
+    def parse(raw: RawRequest, now: datetime) -> ParseResult:
+        return parse_first_party(raw.body, received_at=now)
 
     return Endpoint(
         "/v1/events",

@@ -1,7 +1,7 @@
 """Imports point inward: the core imports nothing outward, adapters only the core.
 
-The core may use `threading` locks (policies shared by worker threads) but never the
-clock, the environment, randomness or I/O: those are injected.
+The core may use `threading` locks (policies shared by worker threads) and `logging`, but
+never the clock, the environment, randomness or I/O: those are injected.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ OUR_PACKAGES = {"connector", "adapters", "blocks", "webhooks"}
 FORBIDDEN_IN_CORE = {
     "flask", "werkzeug", "redis", "requests", "urllib3", "httpx", "http", "jinja2",
     "markupsafe", "hubspot", "klaviyo_api", "openapi_client", "sqlite3", "os", "socket",
-    "subprocess", "time", "random", "logging", "prometheus_client",
+    "subprocess", "time", "random", "prometheus_client",
 }  # fmt: skip
 
 

@@ -43,7 +43,7 @@ class RawRequest:
 
 
 Verify = Callable[[RawRequest, datetime], str]
-Parse = Callable[[bytes, datetime], ParseResult]
+Parse = Callable[[RawRequest, datetime], ParseResult]
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,14 +139,15 @@ def _handle(
     except RequestEntityTooLarge:
         return _refuse(endpoint, 413, "body over the limit", f"body over {endpoint.max_body} bytes")
     headers = dict(request.headers.items())  # checks match names case-insensitively
-    raw = RawRequest(request.method, request.path, request.query_string, headers, body)
+    path, query = _as_sent(request.environ, request.path, request.query_string)
+    raw = RawRequest(request.method, path, query, headers, body)
     now = clock()
     try:
         account = endpoint.verify(raw, now)
     except SignatureError as exc:
         return _refuse(endpoint, 401, str(exc), "unauthorized")
     try:
-        result = endpoint.parse(body, now)
+        result = endpoint.parse(raw, now)
     except ParseError as exc:
         return _refuse(endpoint, 400, str(exc), str(exc))
     try:
@@ -159,6 +160,16 @@ def _handle(
         response.headers["Retry-After"] = str(wait * 1000 if endpoint.retry_after_ms else wait)
         return response, status
     return _answer(endpoint, receipt)
+
+
+def _as_sent(environ: Mapping[str, Any], path: str, query: bytes) -> tuple[str, bytes]:
+    """The path and query exactly as the sender wrote them (signatures cover those bytes),
+    from the server's raw request line when it gives one; else the decoded path."""
+    raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
+    if not isinstance(raw, str) or not raw.startswith("/"):
+        return path, query
+    raw_path, _, raw_query = raw.partition("?")
+    return raw_path, raw_query.encode("latin-1")
 
 
 def _answer(endpoint: Endpoint, receipt: Receipt) -> tuple[Response, int]:

@@ -173,6 +173,7 @@ class SqlitePipelineStore:
     def release_leases(self) -> int:
         """Make every leased event claimable now (start-up of the single embedded process)."""
         with self._transaction() as db:
+            db.execute("UPDATE pending SET sending_version = 0")  # nothing is in flight now
             cursor = db.execute(
                 "UPDATE events SET lease_owner = NULL, lease_until = 0 "
                 "WHERE lease_owner IS NOT NULL"
@@ -215,29 +216,6 @@ class SqlitePipelineStore:
         )
         return json.loads(row[0]) if row else None
 
-    def last_written(self, account: str, platform: str, profile_key: str) -> dict[str, str] | None:
-        row = (
-            self._connection()
-            .execute(
-                "SELECT properties FROM written "
-                "WHERE account = ? AND platform = ? AND profile_key = ?",
-                (account, platform, profile_key),
-            )
-            .fetchone()
-        )
-        return json.loads(row[0]) if row else None
-
-    def is_pending(self, account: str, platform: str, profile_key: str) -> bool:
-        row = (
-            self._connection()
-            .execute(
-                "SELECT 1 FROM pending WHERE account = ? AND platform = ? AND profile_key = ?",
-                (account, platform, profile_key),
-            )
-            .fetchone()
-        )
-        return row is not None
-
     def commit(self, updates: Sequence[ProfileUpdate], done: Sequence[str], now: float) -> None:
         with self._transaction() as db:
             for update in updates:
@@ -259,22 +237,14 @@ class SqlitePipelineStore:
             [(account, f"{kind}:{value}", key) for kind, value in update.identifiers.items()],
         )
         for write in update.writes:
-            db.execute(
-                "INSERT INTO pending (account, platform, profile_key, identifiers, properties, "
-                "version, attempts, due_at, first_queued_at) VALUES (?, ?, ?, ?, ?, 1, 0, ?, ?) "
-                "ON CONFLICT (account, platform, profile_key) DO UPDATE SET "
-                "identifiers = excluded.identifiers, properties = excluded.properties, "
-                "version = pending.version + 1, attempts = 0, "
-                "due_at = min(pending.due_at, excluded.due_at)",
-                (
-                    account,
-                    write.platform,
-                    key,
-                    _dumps(dict(write.identifiers)),
-                    _dumps(dict(write.properties)),
-                    now,
-                    now,
-                ),
+            _coalesce(db, account, key, write, now)
+
+    def mark_sending(self, writes: Sequence[PendingWrite]) -> None:
+        with self._transaction() as db:
+            db.executemany(
+                "UPDATE pending SET sending_version = version "
+                "WHERE account = ? AND platform = ? AND profile_key = ? AND version = ?",
+                [(w.account, w.platform, w.profile_key, w.version) for w in writes],
             )
 
     def erase(self, account: str, profile_key: str) -> None:
@@ -292,8 +262,8 @@ class SqlitePipelineStore:
         rows = (
             self._connection()
             .execute(
-                "SELECT profile_key, identifiers, properties, version, attempts, first_queued_at "
-                "FROM pending WHERE account = ? AND platform = ? AND due_at <= ? "
+                "SELECT profile_key, identifiers, properties, version, attempts, first_queued_at, "
+                "fingerprint FROM pending WHERE account = ? AND platform = ? AND due_at <= ? "
                 "ORDER BY due_at, first_queued_at LIMIT ?",
                 (account, platform, now, limit),
             )
@@ -301,7 +271,7 @@ class SqlitePipelineStore:
         )
         return [
             PendingWrite(
-                account, platform, r[0], json.loads(r[1]), json.loads(r[2]), r[3], r[4], r[5]
+                account, platform, r[0], json.loads(r[1]), json.loads(r[2]), r[3], r[4], r[5], r[6]
             )
             for r in rows
         ]
@@ -339,19 +309,13 @@ class SqlitePipelineStore:
     def _settle_one(db: sqlite3.Connection, s: Settlement, now: float) -> None:
         w = s.write
         key = (w.account, w.platform, w.profile_key)
-        if s.status == "retry":
-            db.execute(
-                "UPDATE pending SET attempts = attempts + 1, due_at = ? "
-                "WHERE account = ? AND platform = ? AND profile_key = ? AND version = ?",
-                (s.retry_at if s.retry_at is not None else now, *key, w.version),
-            )
-            return
         if s.status == "written":
             db.execute(
-                "INSERT INTO written (account, platform, profile_key, properties, written_at) "
-                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (account, platform, profile_key) DO UPDATE "
-                "SET properties = excluded.properties, written_at = excluded.written_at",
-                (*key, _dumps(dict(w.properties)), now),
+                "INSERT INTO written (account, platform, profile_key, properties, fingerprint, "
+                "written_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (account, platform, "
+                "profile_key) DO UPDATE SET properties = excluded.properties, "
+                "fingerprint = excluded.fingerprint, written_at = excluded.written_at",
+                (*key, _dumps(dict(w.properties)), w.fingerprint, now),
             )
         elif s.status == "fatal":
             db.execute(
@@ -366,11 +330,24 @@ class SqlitePipelineStore:
                     w.attempts + 1,
                 ),
             )
+        # The call is over: nothing of this profile is in flight any more.
         db.execute(
-            "DELETE FROM pending WHERE account = ? AND platform = ? AND profile_key = ? "
-            "AND version = ?",
-            (*key, w.version),
+            "UPDATE pending SET sending_version = 0 "
+            "WHERE account = ? AND platform = ? AND profile_key = ?",
+            key,
         )
+        if s.status == "retry":  # the same version goes again later
+            db.execute(
+                "UPDATE pending SET attempts = attempts + 1, due_at = ? "
+                "WHERE account = ? AND platform = ? AND profile_key = ? AND version = ?",
+                (s.retry_at if s.retry_at is not None else now, *key, w.version),
+            )
+        else:  # settled for good, unless a newer version replaced it meanwhile
+            db.execute(
+                "DELETE FROM pending WHERE account = ? AND platform = ? AND profile_key = ? "
+                "AND (version = ? OR (? = 'written' AND fingerprint = ?))",
+                (*key, w.version, s.status, w.fingerprint),  # a newer but equal one is moot
+            )
 
     # --- dead letters, upkeep and status ----------------------------------------------------
 
@@ -428,6 +405,47 @@ class SqlitePipelineStore:
         ):
             accounts.setdefault(account, {})["dead_letters"] = count
         return {"store": "sqlite", "path": self.path, "accounts": accounts}
+
+
+def _coalesce(
+    db: sqlite3.Connection, account: str, key: str, write: PendingWrite, now: float
+) -> None:
+    """Apply one decided write to the profile's pending row (the rules of `commit`)."""
+    where = (account, write.platform, key)
+    pending = db.execute(
+        "SELECT fingerprint, sending_version FROM pending "
+        "WHERE account = ? AND platform = ? AND profile_key = ?",
+        where,
+    ).fetchone()
+    written = db.execute(
+        "SELECT fingerprint FROM written WHERE account = ? AND platform = ? AND profile_key = ?",
+        where,
+    ).fetchone()
+    has_it = written is not None and written[0] == write.fingerprint
+    if pending is not None and pending[0] == write.fingerprint:
+        return
+    if has_it and (pending is None or pending[1] == 0):
+        db.execute(
+            "DELETE FROM pending WHERE account = ? AND platform = ? AND profile_key = ?", where
+        )
+        return
+    db.execute(
+        "INSERT INTO pending (account, platform, profile_key, identifiers, properties, "
+        "fingerprint, version, attempts, due_at, first_queued_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, 1, 0, ?, ?) "
+        "ON CONFLICT (account, platform, profile_key) DO UPDATE SET "
+        "identifiers = excluded.identifiers, properties = excluded.properties, "
+        "fingerprint = excluded.fingerprint, version = pending.version + 1, attempts = 0, "
+        "due_at = min(pending.due_at, excluded.due_at)",
+        (
+            *where,
+            _dumps(dict(write.identifiers)),
+            _dumps(dict(write.properties)),
+            write.fingerprint,
+            now,
+            now,
+        ),
+    )
 
 
 def _dead_letter(row: Sequence[Any]) -> DeadLetter:

@@ -44,7 +44,9 @@ CREATE TABLE IF NOT EXISTS pending (
     profile_key TEXT NOT NULL,
     identifiers TEXT NOT NULL,
     properties TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
     version INTEGER NOT NULL,
+    sending_version INTEGER NOT NULL DEFAULT 0,
     attempts INTEGER NOT NULL DEFAULT 0,
     due_at REAL NOT NULL,
     first_queued_at REAL NOT NULL,
@@ -56,6 +58,7 @@ CREATE TABLE IF NOT EXISTS written (
     platform TEXT NOT NULL,
     profile_key TEXT NOT NULL,
     properties TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
     written_at REAL NOT NULL,
     PRIMARY KEY (account, platform, profile_key)
 ) WITHOUT ROWID;

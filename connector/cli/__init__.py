@@ -39,5 +39,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     args = build_parser().parse_args(argv)
-    status: int = args.func(args)
+    try:
+        status: int = args.func(args)
+    except BrokenPipeError:  # `dcb blocks list | head`: the reader left, which is fine
+        sys.stderr.close()
+        return 0
     return status

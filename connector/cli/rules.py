@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from blocks.declarations import load_catalogue
+from blocks.loading import load_library
 from connector.core.catalogue import Catalogue
 from connector.core.documents import DocumentError
 from connector.rulesets import EXAMPLE_SOURCE, load_ruleset_file
@@ -28,9 +28,10 @@ def register(subparsers: Any) -> None:
 
 
 def catalogue_for(blocks_dir: Path | None) -> Catalogue:
-    """The shipped blocks plus `blocks_dir` (or DCB_BLOCKS_DIR); raises DocumentError."""
+    """The shipped blocks plus `blocks_dir` (or DCB_BLOCKS_DIR), templates checked too;
+    raises DocumentError."""
     configured = os.environ.get("DCB_BLOCKS_DIR")
-    return load_catalogue(blocks_dir or (Path(configured) if configured else None))
+    return load_library(blocks_dir or (Path(configured) if configured else None)).catalogue
 
 
 def run_check(args: argparse.Namespace) -> int:

@@ -38,6 +38,8 @@ RESERVED = frozenset(
 )  # fmt: skip
 
 _CONTEXT_FIELDS = ("logged_in", "city", "country", "session_depth")
+#: Context keys that describe the request, not the shopper (the platform account).
+_NOT_PROFILE = frozenset({"account_id"})
 _CREATED_ATTRIBUTES = ("created_at", "createdate", "created")
 
 
@@ -53,6 +55,8 @@ def fold(context: Mapping[str, Any] | None, event: Event) -> dict[str, Any]:
     _identify(state, event)
     stamps: dict[str, str] = state.setdefault("stamps", {})
     for name, value in event.context.items():
+        if name in _NOT_PROFILE:
+            continue
         _set(state, stamps, name if name in _CONTEXT_FIELDS else f"attributes.{name}", value, at)
     handler = _HANDLERS.get(event.type)
     if handler is not None:

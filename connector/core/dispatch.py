@@ -51,6 +51,7 @@ class Dispatcher:
         oldest = min(w.first_queued_at for w in due)
         if len(due) < self.max_batch and now - oldest < self.flush_seconds and not drain:
             return 0
+        self.store.mark_sending(due)
         outcomes = self.deliver([_profile_write(w) for w in due])
         settled_at = self.clock()
         settlements = [

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from connector.core.context import fold, view
 from connector.core.events import Event, EventError, parse_event, parse_time
 from connector.core.intake import ERASE, REDECIDE
-from connector.core.properties import build_properties, differs
+from connector.core.properties import build_properties, fingerprint
 from connector.core.rules import RuleSet, decide
 from connector.core.storage import Claimed, PendingWrite, PipelineStore, ProfileUpdate
 
@@ -162,6 +162,7 @@ class Processor:
         rendered = self.renderer.render(decision.block, decision.params, event, profile)
         properties = build_properties(decision, rendered.outputs, now, block=rendered.block_id)
         identifiers: dict[str, str] = dict(context.get("identifiers") or {})
+        digest = fingerprint(properties)
         platforms = sorted({p for item in items for p in item.platforms})
         writes = []
         for platform in platforms:
@@ -170,12 +171,9 @@ class Processor:
                     "profile %s cannot be addressed on %s: no usable identifier", key, platform
                 )
                 continue
-            last = self.store.last_written(account, platform, key)
-            changed = last is None or differs(last, properties)
-            # A write waiting (or in flight) may hold other properties: replace it even when
-            # the platform already has these, or the older one would be written last.
-            if changed or self.store.is_pending(account, platform, key):
-                writes.append(PendingWrite(account, platform, key, identifiers, properties))
+            writes.append(
+                PendingWrite(account, platform, key, identifiers, properties, fingerprint=digest)
+            )
         self.on_decided(
             Decided(key, rendered.block_id, decision.rule_id, tuple(w.platform for w in writes))
         )

@@ -8,6 +8,8 @@ would change nothing can be skipped.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
 from datetime import datetime
 
@@ -56,6 +58,13 @@ def build_properties(
             properties[key] = str(outputs.get(name, "") or "")
     properties[COMPUTED_AT] = format_time(computed_at)
     return properties
+
+
+def fingerprint(properties: Mapping[str, str]) -> str:
+    """A digest of every property but `dcb_computed_at`: equal exactly when `differs` is
+    false, so a store can compare property sets by one string."""
+    kept = sorted((k, v) for k, v in properties.items() if k != COMPUTED_AT and v != "")
+    return hashlib.sha256(json.dumps(kept, separators=(",", ":")).encode()).hexdigest()
 
 
 def differs(a: Mapping[str, str], b: Mapping[str, str]) -> bool:

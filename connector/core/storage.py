@@ -73,6 +73,7 @@ class PendingWrite:
     version: int = 0
     attempts: int = 0
     first_queued_at: float = 0.0  # epoch seconds, for lag and the dead-letter age limit
+    fingerprint: str = ""  # `properties.fingerprint(properties)`: what coalescing compares
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,17 +127,20 @@ class PipelineStore(Protocol):
 
     def load_context(self, account: str, profile_key: str) -> dict[str, Any] | None: ...
 
-    def last_written(self, account: str, platform: str, profile_key: str) -> dict[str, str] | None:
-        """The property set last written for the profile, to skip unchanged writes."""
-        ...
-
-    def is_pending(self, account: str, platform: str, profile_key: str) -> bool:
-        """Whether a write for the profile waits (or is being delivered)."""
-        ...
-
     def commit(self, updates: Sequence[ProfileUpdate], done: Sequence[str], now: float) -> None:
-        """Atomically save contexts, identity links and pending writes (replacing what waited
-        for the same profile), and remove the settled events `done`."""
+        """Atomically save contexts, identity links and writes, and remove the settled events
+        `done`. Writes coalesce by fingerprint, atomically with the check:
+
+        - a write equal to the one waiting for the profile changes nothing;
+        - one equal to what the platform last got cancels the waiting write, unless a
+          version of it is being sent (then it waits, so it lands last);
+        - otherwise it replaces the waiting write (a new version) or starts one, unless
+          nothing waits and the platform already has it.
+        """
+        ...
+
+    def mark_sending(self, writes: Sequence[PendingWrite]) -> None:
+        """Note that these versions are being sent (a cancel must not overtake them)."""
         ...
 
     def erase(self, account: str, profile_key: str) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from adapters.storage.sqlite import LEASE_SECONDS, SqlitePipelineStore
+from connector.core.properties import fingerprint
 from connector.core.storage import Backpressure, Inbound, PendingWrite, ProfileUpdate, Settlement
 
 T = 1_800_000_000.0
@@ -78,25 +79,83 @@ def test_group_commit_serves_many_threads(store: SqlitePipelineStore) -> None:
 
 
 def write(props: dict[str, str]) -> PendingWrite:
-    return PendingWrite("default", "hubspot", "email:a@x.y", {"email": "a@x.y"}, props)
+    return PendingWrite(
+        "default",
+        "hubspot",
+        "email:a@x.y",
+        {"email": "a@x.y"},
+        props,
+        fingerprint=fingerprint(props),
+    )
 
 
-def test_pending_writes_coalesce_and_settle_by_version(store: SqlitePipelineStore) -> None:
-    update = ProfileUpdate("default", "email:a@x.y", {"n": 1}, [write({"dcb_block": "one"})],
-                           {"email": "a@x.y"})  # fmt: skip
-    store.commit([update], [], T)
-    in_flight = store.take_due("default", "hubspot", 10, T)
-    assert [w.properties["dcb_block"] for w in in_flight] == ["one"]
-    newer = ProfileUpdate("default", "email:a@x.y", {"n": 2}, [write({"dcb_block": "two"})])
-    store.commit([newer], [], T + 1)
-    store.settle([Settlement(in_flight[0], "written")], T + 2)
-    assert store.last_written("default", "hubspot", "email:a@x.y") == {"dcb_block": "one"}
-    waiting = store.take_due("default", "hubspot", 10, T + 2)
-    assert [w.properties["dcb_block"] for w in waiting] == ["two"]  # the newer one survived
-    store.settle([Settlement(waiting[0], "written")], T + 3)
-    assert not store.is_pending("default", "hubspot", "email:a@x.y")
+def decide(store: SqlitePipelineStore, block: str, at: float = T) -> None:
+    update = ProfileUpdate(
+        "default",
+        "email:a@x.y",
+        {"block": block},
+        [write({"dcb_block": block})],
+        {"email": "a@x.y"},
+    )
+    store.commit([update], [], at)
+
+
+def waiting(store: SqlitePipelineStore) -> list[str]:
+    return [w.properties["dcb_block"] for w in store.take_due("default", "hubspot", 10, 1e12)]
+
+
+def send(store: SqlitePipelineStore) -> PendingWrite:
+    [pending] = store.take_due("default", "hubspot", 10, 1e12)
+    store.mark_sending([pending])
+    return pending
+
+
+def test_a_newer_decision_replaces_the_waiting_one(store: SqlitePipelineStore) -> None:
+    decide(store, "one")
+    decide(store, "two")
+    assert waiting(store) == ["two"]
+    assert store.load_context("default", "email:a@x.y") == {"block": "two"}
     assert store.resolve_profile("default", {"email": "a@x.y"}) == "email:a@x.y"
-    assert store.load_context("default", "email:a@x.y") == {"n": 2}
+
+
+def test_a_decision_in_flight_is_followed_by_the_newer_one(store: SqlitePipelineStore) -> None:
+    decide(store, "one")
+    in_flight = send(store)
+    decide(store, "two")
+    store.settle([Settlement(in_flight, "written")], T + 2)
+    assert waiting(store) == ["two"]  # the newer one survived the older one's settlement
+    store.settle([Settlement(send(store), "written")], T + 3)
+    assert waiting(store) == []
+
+
+def test_what_the_platform_has_is_not_written_again(store: SqlitePipelineStore) -> None:
+    decide(store, "one")
+    store.settle([Settlement(send(store), "written")], T)
+    decide(store, "one", T + 1)
+    assert waiting(store) == []
+    decide(store, "two", T + 2)
+    decide(store, "one", T + 3)  # back to what the platform has: the waiting write goes
+    assert waiting(store) == []
+
+
+def test_going_back_while_a_write_is_in_flight_writes_again(store: SqlitePipelineStore) -> None:
+    decide(store, "one")
+    store.settle([Settlement(send(store), "written")], T)
+    decide(store, "two", T + 1)
+    in_flight = send(store)
+    decide(store, "one", T + 2)  # "two" may land: "one" must follow it
+    store.settle([Settlement(in_flight, "written")], T + 3)
+    assert waiting(store) == ["one"]
+
+
+def test_a_restart_forgets_what_was_in_flight(store: SqlitePipelineStore) -> None:
+    decide(store, "one")
+    store.settle([Settlement(send(store), "written")], T)
+    decide(store, "two", T + 1)
+    send(store)
+    store.release_leases()  # the process died mid-call; "two" stays pending and is resent
+    decide(store, "one", T + 2)
+    assert waiting(store) == []
 
 
 def test_retry_waits_and_fatal_goes_to_the_dead_letters(store: SqlitePipelineStore) -> None:
@@ -124,3 +183,13 @@ def test_state_survives_reopening(tmp_path: Path) -> None:
     assert [c.event["event_id"] for c in second.claim("w", 10, T)] == ["a"]
     assert second.enqueue([inbound("a")], T).duplicates == 1
     second.close()
+
+
+def test_a_waiting_write_equal_to_what_just_landed_is_dropped(store: SqlitePipelineStore) -> None:
+    decide(store, "one")
+    in_flight = send(store)
+    decide(store, "two", T + 1)
+    decide(store, "one", T + 2)  # back to the set in flight: it waits, in case that call fails
+    assert waiting(store) == ["one"]
+    store.settle([Settlement(in_flight, "written")], T + 3)
+    assert waiting(store) == []  # it landed: nothing left to send
