@@ -48,8 +48,10 @@ def decided(n: int) -> list[ProfileWrite]:
     html = "<table><tr><td>" + "Your cart is waiting. " * 60 + "</td></tr></table>"
     values = {name: f"{name}-value" for name in PROPERTY_NAMES}
     values.update(dcb_html=html, dcb_computed_at="2026-11-28T10:00:00Z")
-    return [ProfileWrite(f"k{i}", ProfileRef(email=f"shopper{i}@example.com"), dict(values))
-            for i in range(n)]
+    return [
+        ProfileWrite(f"k{i}", ProfileRef(email=f"shopper{i}@example.com"), dict(values))
+        for i in range(n)
+    ]
 
 
 def run(client: PlatformClient, pauses: Pauses, writes: list[ProfileWrite]) -> float:
@@ -64,8 +66,10 @@ def run(client: PlatformClient, pauses: Pauses, writes: list[ProfileWrite]) -> f
 
 
 def line(name: str, calls: int, n: int, elapsed: float, ceiling: float, note: str) -> None:
-    print(f"  {name:<34} {100 * calls / n:>8.2f} calls/100   {n / elapsed:>9,.0f} profiles/s"
-          f"   ceiling {ceiling:>9,.0f}/s  {note}")
+    print(
+        f"  {name:<34} {100 * calls / n:>8.2f} calls/100   {n / elapsed:>9,.0f} profiles/s"
+        f"   ceiling {ceiling:>9,.0f}/s  {note}"
+    )
 
 
 def hubspot(n: int) -> None:
@@ -86,16 +90,26 @@ def klaviyo(n: int, scale: float) -> None:
     per_s, per_min = RATE_LIMITS[PROFILE_IMPORT]
     bulk_s, bulk_min = RATE_LIMITS[BULK_IMPORT]
     print(f"Klaviyo (profile-import {per_s}/s {per_min}/min; bulk jobs {bulk_s}/s {bulk_min}/min)")
-    for label, threshold, factor in (("profile-import, one per profile", 10**9, scale),
-                                     ("bulk import jobs (default)", None, 1.0)):
-        limits = {k: (max(1, round(s * factor)), max(1, round(m * factor)))
-                  for k, (s, m) in RATE_LIMITS.items()}
+    for label, threshold, factor in (
+        ("profile-import, one per profile", 10**9, scale),
+        ("bulk import jobs (default)", None, 1.0),
+    ):
+        limits = {
+            k: (max(1, round(s * factor)), max(1, round(m * factor)))
+            for k, (s, m) in RATE_LIMITS.items()
+        }
         with FakeKlaviyoApi(api_key="pk_bench", limits=limits, job_polls=1) as api:
             pauses = Pauses(time.monotonic)
             gate = klaviyo_throttle(pauses, time.sleep, time.monotonic, scale=factor)
             extra = {} if threshold is None else {"bulk_threshold": threshold}
-            client = KlaviyoClient("pk_bench", base_url=api.base_url, gate=gate,
-                                   sleep=time.sleep, poll_interval=POLL_INTERVAL, **extra)
+            client = KlaviyoClient(
+                "pk_bench",
+                base_url=api.base_url,
+                gate=gate,
+                sleep=time.sleep,
+                poll_interval=POLL_INTERVAL,
+                **extra,
+            )
             elapsed = run(client, pauses, decided(n))
             calls = len(api.requests)
             if threshold is None:
@@ -119,19 +133,28 @@ def threshold_table() -> None:
         for threshold in (10**9, 2):
             with FakeKlaviyoApi(api_key="pk_bench", job_polls=1) as api:
                 gate = klaviyo_throttle(Pauses(time.monotonic), time.sleep, time.monotonic)
-                client = KlaviyoClient("pk_bench", base_url=api.base_url, gate=gate,
-                                       sleep=time.sleep, poll_interval=POLL_INTERVAL,
-                                       bulk_threshold=threshold)
+                client = KlaviyoClient(
+                    "pk_bench",
+                    base_url=api.base_url,
+                    gate=gate,
+                    sleep=time.sleep,
+                    poll_interval=POLL_INTERVAL,
+                    bulk_threshold=threshold,
+                )
                 writes = decided(size)
                 ms = _timed(partial(client.write, writes))
                 calls = len(api.requests)
                 limit = per_min if threshold > size else bulk_min
                 row.append((calls, ms, limit / 60 / calls * size))
         (uc, ums, uceil), (bc, bms, bceil) = row
-        print(f"  {size:>5}   {uc:>14} {ums:>8.1f} {uceil:>10.1f}   {bc:>15} {bms:>8.1f} "
-              f"{bceil:>10.1f}")
-    print(f"  bulk jobs include {POLL_INTERVAL}s per poll here; real jobs take longer, so the"
-          " client keeps small batches on profile-import (BULK_THRESHOLD)")
+        print(
+            f"  {size:>5}   {uc:>14} {ums:>8.1f} {uceil:>10.1f}   {bc:>15} {bms:>8.1f} "
+            f"{bceil:>10.1f}"
+        )
+    print(
+        f"  bulk jobs include {POLL_INTERVAL}s per poll here; real jobs take longer, so the"
+        " client keeps small batches on profile-import (BULK_THRESHOLD)"
+    )
 
 
 def _timed(call: Callable[[], object]) -> float:

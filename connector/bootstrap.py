@@ -36,6 +36,12 @@ from webhooks.app import Observer, create_app
 log = logging.getLogger("dcb")
 
 STORE_FILE = "dcb.sqlite3"
+#: The least time between two calls carrying a partial batch: the documented steady rate
+#: (HubSpot: DCB_HUBSPOT_RATE calls per rolling 10 s; Klaviyo profile-import: 700/min).
+PACE_SECONDS: dict[str, Callable[[Settings], float]] = {
+    "hubspot": lambda s: 10.0 / s.hubspot_rate,
+    "klaviyo": lambda _s: 60.0 / 700,
+}
 
 
 @dataclass
@@ -123,6 +129,7 @@ def build_service(settings: Settings, runtime: Runtime | None = None) -> Service
             client.max_batch,
             rt.epoch,
             flush_seconds=settings.flush_ms / 1000,
+            pace_seconds=PACE_SECONDS[platform](settings),
             on_settled=lambda s: metrics.settled(s, rt.epoch()),
         )
         for platform, (client, pauses) in clients.items()

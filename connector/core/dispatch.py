@@ -35,22 +35,26 @@ class Dispatcher:
     max_batch: int
     clock: Callable[[], float]
     flush_seconds: float = 0.05
+    pace_seconds: float = 0.0  # least time between two calls that carry a partial batch
     max_age: float = MAX_AGE_SECONDS
     on_settled: Callable[[Sequence[Settlement]], None] = field(default=lambda _s: None)
+    _last_call: float = field(default=float("-inf"), init=False)
 
     def run_once(self, *, drain: bool = False) -> int:
         """Deliver one batch if one is ready; returns how many writes were settled.
 
-        A batch is ready when it is full, when its oldest write has waited the flush
-        interval, or when `drain` is set (shutting down).
+        A batch is ready when it is full, or when its oldest write has waited the flush
+        interval and the last call is at least `pace_seconds` ago (so a steady trickle
+        spreads over the rate limit's window instead of spending it in a burst), or when
+        `drain` is set (shutting down).
         """
         now = self.clock()
         due = self.store.take_due(self.account, self.platform, self.max_batch, now)
         if not due:
             return 0
-        oldest = min(w.first_queued_at for w in due)
-        if len(due) < self.max_batch and now - oldest < self.flush_seconds and not drain:
+        if len(due) < self.max_batch and not drain and self._wait(due, now) > 0:
             return 0
+        self._last_call = now
         self.store.mark_sending(due)
         outcomes = self.deliver([_profile_write(w) for w in due])
         settled_at = self.clock()
@@ -62,12 +66,18 @@ class Dispatcher:
         return len(settlements)
 
     def waiting_for(self) -> float:
-        """Seconds until the oldest due write's flush interval ends (0 when one is ready)."""
+        """Seconds until a partial batch may go (0 when one is ready)."""
         now = self.clock()
         oldest = self.store.oldest_due(self.account, self.platform, now)
         if oldest is None:
             return self.flush_seconds
-        return max(0.0, oldest + self.flush_seconds - now)
+        return max(
+            0.0, oldest + self.flush_seconds - now, self._last_call + self.pace_seconds - now
+        )
+
+    def _wait(self, due: Sequence[PendingWrite], now: float) -> float:
+        oldest = min(w.first_queued_at for w in due)
+        return max(oldest + self.flush_seconds - now, self._last_call + self.pace_seconds - now)
 
     def _settlement(self, write: PendingWrite, outcome: WriteOutcome, now: float) -> Settlement:
         status = outcome.status

@@ -187,7 +187,7 @@ class Server:
     process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> float:
-        started = time.monotonic()
+        """Start `dcb serve`; returns the seconds until it answered /readyz."""
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "connector.cli", "serve", "--port", str(self.port)],
@@ -196,6 +196,10 @@ class Server:
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
+        return self.wait_ready()
+
+    def wait_ready(self) -> float:
+        started = time.monotonic()
         while time.monotonic() - started < 60:
             try:
                 if requests.get(f"http://127.0.0.1:{self.port}/readyz", timeout=1).ok:
