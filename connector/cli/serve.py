@@ -22,6 +22,9 @@ log = logging.getLogger("dcb")
 SERVER_MAX_BODY = 9 * 1024 * 1024
 
 
+SWITCH_INTERVAL = 0.001
+
+
 class _Stop(BaseException):
     """Raised in the main thread by SIGTERM/SIGINT to leave the server loop."""
 
@@ -50,6 +53,9 @@ def run(args: argparse.Namespace) -> int:
     if settings is None:
         return 1
     logging.getLogger().setLevel(settings.log_level)
+    # Web threads wait on the GIL while workers decide and render: hand it over every
+    # millisecond (default 5) so acknowledgements stay quick under load.
+    sys.setswitchinterval(SWITCH_INTERVAL)
     try:
         service = build_service(settings)
     except DocumentError as exc:
