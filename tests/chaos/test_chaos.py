@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from tests.chaos.harness import run
+import requests
+
+from tests.chaos.harness import EVENTS_KEY, ChaosHubSpot, Server, free_port, run
 
 
 def test_nothing_acknowledged_is_lost_through_kills_and_faults(tmp_path: Path) -> None:
@@ -17,3 +20,39 @@ def test_nothing_acknowledged_is_lost_through_kills_and_faults(tmp_path: Path) -
     # Only a call in flight when the process was killed may be repeated: at most one batch
     # per platform per kill.
     assert report.repeated_writes <= report.kills * 2 * 100
+
+
+def test_sigterm_drains_what_was_acknowledged(tmp_path: Path) -> None:
+    hubspot = ChaosHubSpot(seed=1)
+    hubspot.throttle_share = hubspot.error_share = 0.0
+    hubspot.define_dcb_properties()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("DCB_")},
+        "DCB_DATA_DIR": str(tmp_path / "data"),
+        "DCB_EVENTS_API_KEY": EVENTS_KEY,
+        "DCB_HUBSPOT_ACCESS_TOKEN": hubspot.token,
+        "DCB_HUBSPOT_API_URL": hubspot.base_url,
+        "DCB_FLUSH_MS": "5000",
+    }  # nothing leaves on its own before the SIGTERM
+    server = Server(free_port(), env, tmp_path / "server.log")
+    server.start()
+    try:
+        session = requests.Session()
+        for i in range(50):
+            body = {
+                "type": "cart_updated",
+                "event_id": f"d{i}",
+                "profile": {"email": f"drain{i}@example.com"},
+                "properties": {"cart_value": 10},
+            }
+            response = session.post(
+                f"http://127.0.0.1:{server.port}/v1/events",
+                json=body,
+                headers={"Authorization": f"Bearer {EVENTS_KEY}"},
+            )
+            assert response.status_code == 202
+    finally:
+        server.terminate()
+    assert server.process is not None and server.process.returncode == 0
+    assert all(hubspot.by_email(f"drain{i}@example.com") for i in range(50))
+    hubspot.close()

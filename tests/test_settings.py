@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from connector.settings import DEFAULT_HUBSPOT_API_URL, Settings, SettingsError
+
+
+def test_defaults_on_an_empty_environment() -> None:
+    settings = Settings.from_env({})
+    assert settings.data_dir == Path(".dcb")
+    assert settings.platforms == ()
+    assert settings.hubspot_api_url == DEFAULT_HUBSPOT_API_URL
+    assert (settings.flush_ms, settings.queue_limit, settings.hubspot_rate) == (50, 100_000, 100)
+
+
+def test_every_problem_is_listed_at_once() -> None:
+    with pytest.raises(SettingsError) as info:
+        Settings.from_env(
+            {
+                "DCB_FLUSH_MS": "abc",
+                "DCB_HUBSPOT_RATE": "0",
+                "DCB_RULES": "/no/such.yaml",
+                "DCB_HUBSPOT_CLIENT_SECRET": "s",
+                "DCB_KLAVIYO_API_URL": "ftp://x",
+                "DCB_HUBSPOT_PROPERTY_EVENTS": "cart_value=carted",
+                "DCB_REDIS_URL": "http://x",
+            }
+        )
+    text = str(info.value)
+    for expected in (
+        "DCB_FLUSH_MS must be a whole number",
+        "DCB_HUBSPOT_RATE must be between",
+        "DCB_RULES: /no/such.yaml does not exist",
+        "DCB_PUBLIC_URL is required",
+        "DCB_KLAVIYO_API_URL must be an http(s) URL",
+        "unknown event type",
+        "DCB_REDIS_URL must be",
+    ):
+        assert expected in text
+    assert len(info.value.problems) == 7
+
+
+def test_secrets_never_show() -> None:
+    settings = Settings.from_env(
+        {"DCB_HUBSPOT_ACCESS_TOKEN": "pat-very-secret", "DCB_EVENTS_API_KEY": "k1, k2"}
+    )
+    assert "pat-very-secret" not in repr(settings)
+    assert [k.value for k in settings.events_api_keys] == ["k1", "k2"]
+    assert settings.platforms == ("hubspot",)
+
+
+def test_property_events_mapping() -> None:
+    settings = Settings.from_env({"DCB_HUBSPOT_PROPERTY_EVENTS": "cart_total=cart_updated"})
+    assert settings.hubspot_property_events == {"cart_total": "cart_updated"}
