@@ -36,11 +36,13 @@ from connector.core.pauses import Pauses
 from connector.core.ports import ProfileWrite, ProvisionReport, WriteOutcome, WriteStatus
 from connector.core.properties_schema import PROPERTY_GROUP, PROPERTY_GROUP_LABEL, PROPERTY_SPECS
 from connector.core.ratelimit import RollingWindowLimiter
+from connector.core.redaction import scrub
 from connector.core.throttle import CallGate, Throttle
 
 API = "api"  # every call counts against one account-wide limit (search aside)
 LIMIT_PER_10S = 100  # private apps on Free/Starter; 190 on Pro/Enterprise, 110 for OAuth apps
 MAX_BATCH = 100  # HubSpot's batch size limit
+MISSING_PROPERTY = "PROPERTY_DOESNT_EXIST"  # HubSpot's error code for an unknown property
 
 Clock = Callable[[], float]
 
@@ -71,6 +73,7 @@ class HubSpotClient:
         sdk = HubSpot(access_token=access_token, retry=urllib3.Retry(0, redirect=False),
                       host=base_url.rstrip("/"))
         self._batch = sdk.crm.contacts.batch_api  # each access builds a client: keep one
+        self._reprovisioning = False
         self._properties = sdk.crm.properties.core_api
         self._groups = sdk.crm.properties.groups_api
         self._gate = gate
@@ -129,9 +132,30 @@ class HubSpotClient:
         if verdict.throttled:
             self._gate.throttled(API, verdict.pause_scope, verdict.retry_after or 1.0,
                                  verdict.reason)
+        if getattr(exc, "status", None) == 400 and MISSING_PROPERTY in verdict.reason:
+            return self._reprovisioned(writes, upsert, verdict)
         if getattr(exc, "status", None) == 400 and len(writes) > 1:
             return self._split(writes, upsert)
         return [_as(verdict, w.key) for w in writes]
+
+    def _reprovisioned(
+        self, writes: Sequence[ProfileWrite], upsert: bool, verdict: WriteOutcome
+    ) -> list[WriteOutcome]:
+        """Our properties are missing (deleted in HubSpot, say): create them, send again once.
+
+        Every record of the batch fails alike, so splitting would only multiply calls.
+        """
+        if self._reprovisioning:
+            return [_as(verdict, w.key) for w in writes]
+        report = self.provision()
+        if report.problems:
+            reason = "properties missing and could not be created: " + "; ".join(report.problems)
+            return [_as(verdict, w.key, scrub(reason)) for w in writes]
+        self._reprovisioning = True
+        try:
+            return self._send(writes, upsert=upsert)
+        finally:
+            self._reprovisioning = False
 
     def _split(self, writes: Sequence[ProfileWrite], upsert: bool) -> list[WriteOutcome]:
         """Send each half on its own, so a 400 ends up with the record that caused it."""

@@ -89,6 +89,15 @@ def test_a_property_that_does_not_exist_is_fatal_with_the_platform_message(rig: 
     assert "PROPERTY_DOESNT_EXIST" in outcome.reason and "dcb_nope" in outcome.reason
 
 
+def test_properties_deleted_in_hubspot_are_created_again_and_the_batch_resent(rig: Rig) -> None:
+    for name in [n for n in rig.api.definitions if n.startswith("dcb_")]:
+        del rig.api.definitions[name]
+    outcomes = rig.client.write(_by_email(30))
+    assert {o.status for o in outcomes} == {WriteStatus.WRITTEN}
+    assert "dcb_block" in rig.api.definitions
+    assert len(rig.api.batch_calls()) == 2  # the refused batch and its resend, no splitting
+
+
 def test_a_2xx_with_neither_results_nor_errors_is_a_failure(rig: Rig) -> None:
     empty = {"status": "COMPLETE", "results": [], "startedAt": "2026-01-01T00:00:00Z",
              "completedAt": "2026-01-01T00:00:00Z"}
