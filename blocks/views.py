@@ -28,47 +28,62 @@ MISSING = object()
 
 
 class DataView:
-    """Read-only attribute (and item) access to a mapping's wrapped values.
+    """Read-only attribute (and item) access to a mapping, wrapping each value when it is
+    read (templates read a handful of fields, so nothing else is ever converted).
 
-    A missing key raises AttributeError / KeyError, which Jinja turns into undefined.
+    A missing key, or one whose value is None, raises AttributeError / KeyError, which
+    Jinja turns into undefined.
     """
 
-    __slots__ = ("_data",)
+    __slots__ = ("_data", "_depth")
 
-    def __init__(self, data: Mapping[str, Any]) -> None:
+    def __init__(self, data: Mapping[str, Any], depth: int = 0) -> None:
         self._data = data
+        self._depth = depth
+
+    def _wrapped(self, key: str) -> Any:
+        """The wrapped value at `key`, or MISSING."""
+        value = self._data.get(key, MISSING) if isinstance(key, str) else MISSING
+        if value is MISSING or value is None:
+            return MISSING
+        inner = wrap(value, self._depth)
+        return MISSING if inner is None else inner
 
     def __getattr__(self, name: str) -> Any:
-        try:
-            return self._data[name]
-        except KeyError:
-            raise AttributeError(name) from None
+        value = self._wrapped(name)
+        if value is MISSING:
+            raise AttributeError(name)
+        return value
 
     def get(self, key: str, default: Any = None) -> Any:
         """The value at `key` or `default` (for the sandbox's fast path; templates see a
         key named `get` if the data has one, never this method)."""
-        return self._data.get(key, default)
+        value = self._wrapped(key)
+        return default if value is MISSING else value
 
     def __getitem__(self, key: str) -> Any:
-        return self._data[key]
+        value = self._wrapped(key)
+        if value is MISSING:
+            raise KeyError(key)
+        return value
 
     def __contains__(self, key: object) -> bool:
-        return key in self._data
+        return isinstance(key, str) and self._wrapped(key) is not MISSING
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._data)
+        return (k for k in self._data if isinstance(k, str) and self._wrapped(k) is not MISSING)
 
     def __len__(self) -> int:
-        return len(self._data)
+        return sum(1 for _ in self)
 
     def __bool__(self) -> bool:
-        return bool(self._data)
+        return any(True for _ in self)
 
     def __str__(self) -> str:
         return ""
 
     def __repr__(self) -> str:
-        return f"DataView({sorted(self._data)!r})"
+        return f"DataView({sorted(self)!r})"
 
 
 def wrap(value: Any, depth: int = 0) -> Any:
@@ -99,14 +114,8 @@ def wrap(value: Any, depth: int = 0) -> Any:
 
 
 def view(data: Mapping[str, Any], depth: int = 0) -> DataView:
-    """A `DataView` of `data` with every value wrapped and `None` values left out."""
-    wrapped: dict[str, Any] = {}
-    for key, value in data.items():
-        if isinstance(key, str):
-            inner = wrap(value, depth)
-            if inner is not None:
-                wrapped[key] = inner
-    return DataView(wrapped)
+    """A `DataView` of `data`: values wrapped as they are read, `None` values left out."""
+    return DataView(data, depth)
 
 
 def event_view(event: Event | None) -> DataView:

@@ -13,7 +13,6 @@ rescanning history. An event already folded in (same `event_id`) changes nothing
 from __future__ import annotations
 
 import contextlib
-import copy
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -45,7 +44,7 @@ _CREATED_ATTRIBUTES = ("created_at", "createdate", "created")
 
 def fold(context: Mapping[str, Any] | None, event: Event) -> dict[str, Any]:
     """A new context with `event` folded in; `context` is not modified."""
-    state: dict[str, Any] = copy.deepcopy(dict(context)) if context else {}
+    state = _copy(context)
     seen: list[str] = state.setdefault("seen_events", [])
     if event.event_id in seen:
         return state
@@ -63,6 +62,22 @@ def fold(context: Mapping[str, Any] | None, event: Event) -> dict[str, Any]:
         handler(state, stamps, event, at)
     if at > state.get("updated_at", ""):
         state["updated_at"] = at
+    return state
+
+
+#: The containers `fold` changes in place; everything else it replaces whole, so copying
+#: these one level deep leaves the caller's context untouched (far cheaper than deepcopy).
+_MUTATED = ("seen_events", "identifiers", "stamps", "attributes", "purchases_by_day")
+
+
+def _copy(context: Mapping[str, Any] | None) -> dict[str, Any]:
+    state = dict(context) if context else {}
+    for name in _MUTATED:
+        value = state.get(name)
+        if isinstance(value, list):
+            state[name] = list(value)
+        elif isinstance(value, dict):
+            state[name] = dict(value)
     return state
 
 
