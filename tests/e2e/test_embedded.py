@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from datetime import UTC, datetime
 
 from tests.e2e.conftest import (
@@ -92,6 +93,14 @@ def test_first_party_event_reaches_both_platforms(running: Running) -> None:
         contact.properties["dcb_block"] == profile.properties["dcb_block"] == "personalized_offer"
     )
     assert contact.properties["dcb_cta_url"] == "https://shop.example/c/1"
+    declared = {
+        p["name"]
+        for p in json.loads((Path(__file__).resolve().parents[2] / "manifest.json").read_text())[
+            "properties"
+        ]
+    }
+    for written in (contact.properties, profile.properties):
+        assert {k for k in written if k.startswith("dcb_")} == declared
 
 
 def test_klaviyo_flow_webhook(running: Running) -> None:
