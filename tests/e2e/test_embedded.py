@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 from datetime import UTC, datetime
+from pathlib import Path
 
 from tests.e2e.conftest import (
     EVENTS_KEY,
