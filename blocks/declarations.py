@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from connector.core.catalogue import PARAM_TYPES, BlockSpec, Catalogue, CatalogueError, ParamSpec
-from connector.core.documents import DocumentError, Problem, line_of, parse_document
+from connector.core.documents import DocumentError, Problem, line_of, parse_document, plain
 
 BLOCK_KEYS = {"id", "description", "params", "outputs", "text_limit", "valid_while"}
 PARAM_KEYS = {"type", "default", "description"}
@@ -94,7 +94,7 @@ def block_spec(source: str, document: Any) -> BlockSpec:
         spec = ParamSpec(
             name=str(name),
             type=str(raw["type"]),
-            default=_plain(raw.get("default")),
+            default=plain(raw.get("default")),
             description=str(raw.get("description") or ""),
         )
         if spec.default is not None:
@@ -108,19 +108,6 @@ def block_spec(source: str, document: Any) -> BlockSpec:
     return BlockSpec(
         id=str(document["id"]), params=params, description=str(document.get("description") or "")
     )
-
-
-def _plain(value: Any) -> Any:
-    """ruamel's scalar subclasses as plain Python values."""
-    if isinstance(value, bool) or value is None:
-        return value
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, float):
-        return float(value)
-    if isinstance(value, str):
-        return str(value)
-    return value
 
 
 def load_catalogue(user_dir: Path | None = None) -> Catalogue:

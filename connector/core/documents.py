@@ -7,7 +7,7 @@ Parsing text is pure; reading the file is the caller's business.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,3 +74,20 @@ def line_of(document: Any, path: Path) -> int:
         except (KeyError, IndexError, TypeError, AttributeError):
             break
     return line
+
+
+def plain(value: Any) -> Any:
+    """ruamel's scalar and container subclasses as plain Python values (dicts, lists)."""
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, Sequence):
+        return [plain(v) for v in value]
+    return value

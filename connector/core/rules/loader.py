@@ -13,7 +13,14 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from connector.core.catalogue import Catalogue, CatalogueError
-from connector.core.documents import DocumentError, Path, Problem, line_of, parse_document
+from connector.core.documents import (
+    DocumentError,
+    Path,
+    Problem,
+    line_of,
+    parse_document,
+    plain,
+)
 from connector.core.durations import parse_duration
 from connector.core.rules.model import (
     AllOf,
@@ -174,7 +181,7 @@ class _Compiler:
             self.fail([*path, "params"], f"params must be a mapping, got {params!r}")
             return None
         try:
-            resolved = spec.resolve({str(k): _plain(v) for k, v in params.items()})
+            resolved = spec.resolve({str(k): plain(v) for k, v in params.items()})
         except CatalogueError as exc:
             self.fail([*path, "params"], str(exc))
             return None
@@ -276,7 +283,7 @@ class _Compiler:
                 self.fail([*where, op], f"unknown operator {op!r} (one of {known})")
                 continue
             try:
-                value = check[0](_plain(expected))
+                value = check[0](plain(expected))
             except OperandError as exc:
                 self.fail([*where, op], f"{path} {op}: {exc}")
                 continue
@@ -292,20 +299,3 @@ class _Compiler:
         for day in values:
             if isinstance(day, str) and day not in WEEKDAYS:
                 self.fail(where, f"unknown weekday {day!r} (one of {', '.join(WEEKDAYS)})")
-
-
-def _plain(value: Any) -> Any:
-    """ruamel's scalar and container subclasses as plain Python values."""
-    if isinstance(value, bool) or value is None:
-        return value
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, float):
-        return float(value)
-    if isinstance(value, str):
-        return str(value)
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, Sequence):
-        return [_plain(v) for v in value]
-    return value
