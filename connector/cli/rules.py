@@ -8,8 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from blocks.loading import load_library
-from connector.core.catalogue import Catalogue
+from connector.cli.blocks import library_for
 from connector.core.documents import DocumentError
 from connector.rulesets import EXAMPLE_SOURCE, load_ruleset_file
 
@@ -27,16 +26,9 @@ def register(subparsers: Any) -> None:
     check.set_defaults(func=run_check)
 
 
-def catalogue_for(blocks_dir: Path | None) -> Catalogue:
-    """The shipped blocks plus `blocks_dir` (or DCB_BLOCKS_DIR), templates checked too;
-    raises DocumentError."""
-    configured = os.environ.get("DCB_BLOCKS_DIR")
-    return load_library(blocks_dir or (Path(configured) if configured else None)).catalogue
-
-
 def run_check(args: argparse.Namespace) -> int:
     try:
-        catalogue = catalogue_for(args.blocks)
+        catalogue = library_for(args.blocks).catalogue
     except DocumentError as exc:
         print(exc, file=sys.stderr)
         return 1

@@ -288,21 +288,27 @@ def expected_properties(
     return out
 
 
+def server_env(
+    tmp: Path, hubspot: FakeHubSpotApi, klaviyo: FakeKlaviyoApi | None = None, **extra: str
+) -> dict[str, str]:
+    """The environment for `dcb serve` against these fakes (no DCB_* leaks in from ours)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DCB_")}
+    env.update(
+        DCB_DATA_DIR=str(tmp / "data"),
+        DCB_EVENTS_API_KEY=EVENTS_KEY,
+        DCB_HUBSPOT_ACCESS_TOKEN=hubspot.token,
+        DCB_HUBSPOT_API_URL=hubspot.base_url,
+    )
+    if klaviyo is not None:
+        env.update(DCB_KLAVIYO_API_KEY=klaviyo.api_key, DCB_KLAVIYO_API_URL=klaviyo.base_url)
+    return {**env, **extra}
+
+
 def run(events: int, profiles: int, tmp: Path, *, seed: int = 7, kills: int = 2) -> Report:
     report = Report(events, profiles)
     hubspot, klaviyo = ChaosHubSpot(seed), ChaosKlaviyo(seed)
     hubspot.define_dcb_properties()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("DCB_")},
-        "DCB_DATA_DIR": str(tmp / "data"),
-        "DCB_EVENTS_API_KEY": EVENTS_KEY,
-        "DCB_HUBSPOT_ACCESS_TOKEN": hubspot.token,
-        "DCB_HUBSPOT_API_URL": hubspot.base_url,
-        "DCB_KLAVIYO_API_KEY": klaviyo.api_key,
-        "DCB_KLAVIYO_API_URL": klaviyo.base_url,
-        "DCB_FLUSH_MS": "20",
-        "DCB_LOG_LEVEL": "WARNING",
-    }
+    env = server_env(tmp, hubspot, klaviyo, DCB_FLUSH_MS="20", DCB_LOG_LEVEL="WARNING")
     server = Server(free_port(), env, tmp / "server.log")
     try:
         server.start()

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import requests
 
-from tests.chaos.harness import EVENTS_KEY, ChaosHubSpot, Server, free_port, run
+from tests.chaos.harness import EVENTS_KEY, ChaosHubSpot, Server, free_port, run, server_env
 
 
 def test_nothing_acknowledged_is_lost_through_kills_and_faults(tmp_path: Path) -> None:
@@ -26,14 +25,8 @@ def test_sigterm_drains_what_was_acknowledged(tmp_path: Path) -> None:
     hubspot = ChaosHubSpot(seed=1)
     hubspot.throttle_share = hubspot.error_share = 0.0
     hubspot.define_dcb_properties()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("DCB_")},
-        "DCB_DATA_DIR": str(tmp_path / "data"),
-        "DCB_EVENTS_API_KEY": EVENTS_KEY,
-        "DCB_HUBSPOT_ACCESS_TOKEN": hubspot.token,
-        "DCB_HUBSPOT_API_URL": hubspot.base_url,
-        "DCB_FLUSH_MS": "5000",
-    }  # nothing leaves on its own before the SIGTERM
+    # A long flush interval: nothing leaves on its own before the SIGTERM.
+    env = server_env(tmp_path, hubspot, DCB_FLUSH_MS="5000")
     server = Server(free_port(), env, tmp_path / "server.log")
     server.start()
     try:
