@@ -1,17 +1,16 @@
-"""The dispatcher on the embedded store, with a fake delivery and a hand-moved clock."""
+"""The dispatcher on both stores, with a fake delivery and a hand-moved clock."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 
 import pytest
 
-from adapters.storage.sqlite import SqlitePipelineStore
 from connector.core.dispatch import MAX_AGE_SECONDS, Dispatcher
 from connector.core.ports import ProfileWrite, WriteOutcome, WriteStatus
 from connector.core.properties import fingerprint
 from connector.core.storage import PendingWrite, ProfileUpdate
+from tests.storage.conftest import Store
 
 T = 1_800_000_000.0
 
@@ -24,14 +23,7 @@ class Clock:
         return self.now
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqlitePipelineStore]:
-    s = SqlitePipelineStore(tmp_path / "dcb.sqlite3")
-    yield s
-    s.close()
-
-
-def queue(store: SqlitePipelineStore, n: int, at: float = T, block: str = "x") -> None:
+def queue(store: Store, n: int, at: float = T, block: str = "x") -> None:
     updates = []
     for i in range(n):
         props = {"dcb_block": block, "dcb_headline": str(i)}
@@ -60,14 +52,12 @@ class Delivery:
         return [WriteOutcome(w.key, self.status, "why", self.retry_after) for w in writes]
 
 
-def dispatcher(
-    store: SqlitePipelineStore, delivery: Delivery, clock: Clock, **kw: float
-) -> Dispatcher:
+def dispatcher(store: Store, delivery: Delivery, clock: Clock, **kw: float) -> Dispatcher:
     return Dispatcher(store, "default", "hubspot", delivery, 3, clock, flush_seconds=0.05, **kw)
 
 
 def test_a_full_batch_goes_at_once_a_partial_one_after_the_flush(
-    store: SqlitePipelineStore,
+    store: Store,
 ) -> None:
     clock, delivery = Clock(), Delivery()
     d = dispatcher(store, delivery, clock)
@@ -80,7 +70,7 @@ def test_a_full_batch_goes_at_once_a_partial_one_after_the_flush(
     assert [len(c) for c in delivery.calls] == [3, 1]
 
 
-def test_pacing_spreads_partial_batches(store: SqlitePipelineStore) -> None:
+def test_pacing_spreads_partial_batches(store: Store) -> None:
     clock, delivery = Clock(), Delivery()
     d = dispatcher(store, delivery, clock, pace_seconds=0.5)
     queue(store, 1)
@@ -93,13 +83,13 @@ def test_pacing_spreads_partial_batches(store: SqlitePipelineStore) -> None:
     assert d.run_once() == 1
 
 
-def test_drain_sends_a_partial_batch_now(store: SqlitePipelineStore) -> None:
+def test_drain_sends_a_partial_batch_now(store: Store) -> None:
     d = dispatcher(store, Delivery(), Clock())
     queue(store, 1)
     assert d.run_once(drain=True) == 1
 
 
-def test_retry_after_fatal_and_expiry(store: SqlitePipelineStore) -> None:
+def test_retry_after_fatal_and_expiry(store: Store) -> None:
     clock = Clock()
     queue(store, 1)
     clock.now += 1
@@ -115,7 +105,7 @@ def test_retry_after_fatal_and_expiry(store: SqlitePipelineStore) -> None:
     assert "undelivered after" in store.dead_letters()[-1].reason
 
 
-def test_skipped_writes_are_dropped(store: SqlitePipelineStore) -> None:
+def test_skipped_writes_are_dropped(store: Store) -> None:
     clock = Clock()
     queue(store, 2)
     clock.now += 1

@@ -1,40 +1,29 @@
-"""The processor on the embedded store: fold, decide, render, coalesce."""
+"""The processor on both stores: fold, decide, render, coalesce."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from adapters.storage.sqlite import SqlitePipelineStore
 from blocks.loading import load_library
 from connector.core.processing import Processor
 from connector.core.storage import Inbound, Settlement
 from connector.rulesets import load_ruleset_file
+from tests.storage.conftest import Store
 
 NOW = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)  # a Tuesday
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqlitePipelineStore]:
-    s = SqlitePipelineStore(tmp_path / "dcb.sqlite3")
-    yield s
-    s.close()
-
-
-@pytest.fixture
-def processor(store: SqlitePipelineStore) -> Processor:
+def processor(store: Store) -> Processor:
     library = load_library()
     rules = load_ruleset_file(None, library.catalogue)
     return Processor(store, lambda _account: rules, library.renderer, lambda: NOW)
 
 
-def send(
-    store: SqlitePipelineStore, event: dict[str, Any], platforms: tuple[str, ...] = ("hubspot",)
-) -> None:
+def send(store: Store, event: dict[str, Any], platforms: tuple[str, ...] = ("hubspot",)) -> None:
     store.enqueue([Inbound("default", event["event_id"], event, platforms)], NOW.timestamp())
 
 
@@ -48,15 +37,13 @@ def cart(
     }  # fmt: skip
 
 
-def pending(store: SqlitePipelineStore, platform: str = "hubspot") -> dict[str, dict[str, str]]:
+def pending(store: Store, platform: str = "hubspot") -> dict[str, dict[str, str]]:
     return {
         w.profile_key: dict(w.properties) for w in store.take_due("default", platform, 100, 1e12)
     }
 
 
-def test_an_event_becomes_a_pending_property_set(
-    store: SqlitePipelineStore, processor: Processor
-) -> None:
+def test_an_event_becomes_a_pending_property_set(store: Store, processor: Processor) -> None:
     send(store, cart("e1", 200.0))
     assert processor.run_once() == 1
     [props] = pending(store).values()
@@ -68,7 +55,7 @@ def test_an_event_becomes_a_pending_property_set(
 
 
 def test_a_late_older_event_never_brings_back_an_older_decision(
-    store: SqlitePipelineStore, processor: Processor
+    store: Store, processor: Processor
 ) -> None:
     send(store, cart("new", 200.0, minutes=1))
     processor.run_once()
@@ -79,7 +66,7 @@ def test_a_late_older_event_never_brings_back_an_older_decision(
 
 
 def test_one_batch_decides_once_per_profile_with_its_newest_event(
-    store: SqlitePipelineStore, processor: Processor
+    store: Store, processor: Processor
 ) -> None:
     decided = []
     processor.on_decided = decided.append
@@ -94,9 +81,7 @@ def test_one_batch_decides_once_per_profile_with_its_newest_event(
     assert pending(store)["email:ada@example.com"]["dcb_block"] == "personalized_offer"
 
 
-def test_an_unchanged_decision_is_not_queued_again(
-    store: SqlitePipelineStore, processor: Processor
-) -> None:
+def test_an_unchanged_decision_is_not_queued_again(store: Store, processor: Processor) -> None:
     send(store, cart("a", 200.0))
     processor.run_once()
     [write] = store.take_due("default", "hubspot", 10, 1e12)
@@ -106,9 +91,7 @@ def test_an_unchanged_decision_is_not_queued_again(
     assert pending(store) == {}
 
 
-def test_identifiers_link_events_to_one_profile(
-    store: SqlitePipelineStore, processor: Processor
-) -> None:
+def test_identifiers_link_events_to_one_profile(store: Store, processor: Processor) -> None:
     send(store, {"type": "profile_created", "event_id": "p", "occurred_at": NOW.isoformat(),
                  "profile": {"email": "ada@example.com", "hubspot_id": "101"}})  # fmt: skip
     processor.run_once()
@@ -121,7 +104,7 @@ def test_identifiers_link_events_to_one_profile(
 
 
 def test_a_profile_no_platform_can_address_is_not_queued(
-    store: SqlitePipelineStore, processor: Processor
+    store: Store, processor: Processor
 ) -> None:
     event = cart("x", 10.0)
     event["profile"] = {"external_id": "u-1"}

@@ -1,0 +1,214 @@
+"""The `PipelineStore` contract, run over the embedded SQLite store and Redis."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import pytest
+
+from connector.core.properties import fingerprint
+from connector.core.storage import Backpressure, Inbound, PendingWrite, ProfileUpdate, Settlement
+from tests.storage.conftest import Store
+
+T = 1_800_000_000.0
+
+
+@pytest.fixture
+def store(make_store: Callable[..., Store]) -> Store:
+    return make_store(queue_limit=50)
+
+
+def inbound(key: str, account: str = "default") -> Inbound:
+    event = {"type": "cart_updated", "event_id": key, "profile": {"email": f"{key}@x.y"}}
+    return Inbound(account, key, event, ("hubspot",))
+
+
+def test_enqueue_drops_duplicates_per_account(store: Store) -> None:
+    first = store.enqueue([inbound("a"), inbound("b"), inbound("a")], T)
+    assert (first.accepted, first.duplicates) == (2, 1)
+    again = store.enqueue([inbound("a"), inbound("a", account="other")], T + 1)
+    assert (again.accepted, again.duplicates) == (1, 1)
+    assert store.depth() == 3
+
+
+def test_claimed_events_go_to_one_consumer_and_commit_settles_them(store: Store) -> None:
+    store.enqueue([inbound("a"), inbound("b")], T)
+    first = store.claim("w1", 10, T)
+    assert [c.event["event_id"] for c in first] == ["a", "b"]
+    assert [(c.account, c.platforms, c.attempts) for c in first] == [
+        ("default", ("hubspot",), 1)] * 2  # fmt: skip
+    assert store.claim("w2", 10, T + 1) == []
+    store.commit([], [c.id for c in first], T + 2)
+    assert store.depth() == 0
+    assert store.claim("w3", 10, T + 999) == []
+
+
+def test_claim_takes_at_most_the_limit_oldest_first(store: Store) -> None:
+    store.enqueue([inbound(str(i)) for i in range(5)], T)
+    first = store.claim("w", 2, T)
+    assert [c.event["event_id"] for c in first] == ["0", "1"]
+    store.commit([], [c.id for c in first], T)
+    assert [c.event["event_id"] for c in store.claim("w", 10, T)] == ["2", "3", "4"]
+
+
+def test_backpressure_over_the_limit(store: Store) -> None:
+    store.enqueue([inbound(str(i)) for i in range(50)], T)
+    with pytest.raises(Backpressure) as raised:
+        store.enqueue([inbound("more")], T)
+    assert (raised.value.depth, raised.value.limit) == (50, 50)
+
+
+def test_enqueue_serves_many_threads(store: Store) -> None:
+    results = []
+
+    def send(i: int) -> None:
+        results.append(store.enqueue([inbound(f"t{i}")], T))
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(40)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(r.accepted for r in results) == 40
+    assert len(store.claim("w", 100, T)) == 40
+
+
+def write(props: dict[str, str]) -> PendingWrite:
+    return PendingWrite(
+        "default",
+        "hubspot",
+        "email:a@x.y",
+        {"email": "a@x.y"},
+        props,
+        fingerprint=fingerprint(props),
+    )
+
+
+def decide(store: Store, block: str, at: float = T) -> None:
+    update = ProfileUpdate(
+        "default",
+        "email:a@x.y",
+        {"block": block},
+        [write({"dcb_block": block})],
+        {"email": "a@x.y"},
+    )
+    store.commit([update], [], at)
+
+
+def waiting(store: Store) -> list[str]:
+    return [w.properties["dcb_block"] for w in store.take_due("default", "hubspot", 10, 1e12)]
+
+
+def send(store: Store) -> PendingWrite:
+    [pending] = store.take_due("default", "hubspot", 10, 1e12)
+    store.mark_sending([pending])
+    return pending
+
+
+def test_a_newer_decision_replaces_the_waiting_one(store: Store) -> None:
+    decide(store, "one")
+    decide(store, "two")
+    assert waiting(store) == ["two"]
+    [pending] = store.take_due("default", "hubspot", 10, 1e12)
+    assert (pending.version, pending.first_queued_at, pending.identifiers) == (
+        2, T, {"email": "a@x.y"})  # fmt: skip
+    assert store.load_context("default", "email:a@x.y") == {"block": "two"}
+    assert store.resolve_profile("default", {"email": "a@x.y"}) == "email:a@x.y"
+    assert store.resolve_profile("default", {"email": "b@x.y"}) is None
+
+
+def test_a_decision_in_flight_is_followed_by_the_newer_one(store: Store) -> None:
+    decide(store, "one")
+    in_flight = send(store)
+    decide(store, "two")
+    store.settle([Settlement(in_flight, "written")], T + 2)
+    assert waiting(store) == ["two"]  # the newer one survived the older one's settlement
+    store.settle([Settlement(send(store), "written")], T + 3)
+    assert waiting(store) == []
+
+
+def test_what_the_platform_has_is_not_written_again(store: Store) -> None:
+    decide(store, "one")
+    store.settle([Settlement(send(store), "written")], T)
+    decide(store, "one", T + 1)
+    assert waiting(store) == []
+    decide(store, "two", T + 2)
+    decide(store, "one", T + 3)  # back to what the platform has: the waiting write goes
+    assert waiting(store) == []
+
+
+def test_going_back_while_a_write_is_in_flight_writes_again(store: Store) -> None:
+    decide(store, "one")
+    store.settle([Settlement(send(store), "written")], T)
+    decide(store, "two", T + 1)
+    in_flight = send(store)
+    decide(store, "one", T + 2)  # "two" may land: "one" must follow it
+    store.settle([Settlement(in_flight, "written")], T + 3)
+    assert waiting(store) == ["one"]
+
+
+def test_retry_waits_and_fatal_goes_to_the_dead_letters(store: Store) -> None:
+    store.commit([ProfileUpdate("default", "k", {}, [write({"dcb_block": "x"})])], [], T)
+    [pending] = store.take_due("default", "hubspot", 10, T)
+    assert store.oldest_due("default", "hubspot", T) == T
+    store.settle([Settlement(pending, "retry", "429", retry_at=T + 30)], T)
+    assert store.take_due("default", "hubspot", 10, T + 10) == []
+    assert store.oldest_due("default", "hubspot", T + 10) is None
+    assert store.next_due_at("default", "hubspot") == T + 30
+    [again] = store.take_due("default", "hubspot", 10, T + 31)
+    assert again.attempts == 1
+    store.settle([Settlement(again, "fatal", "400 PROPERTY_DOESNT_EXIST")], T + 32)
+    [letter] = store.dead_letters()
+    assert (letter.reason, letter.attempts, letter.properties, letter.failed_at) == (
+        "400 PROPERTY_DOESNT_EXIST", 2, {"dcb_block": "x"}, T + 32)  # fmt: skip
+    assert store.status(T + 33)["accounts"]["default"]["dead_letters"] == 1
+    assert store.remove_dead_letters([letter.id]) == [letter]
+    assert store.dead_letters() == []
+
+
+def test_remove_dead_letters_without_ids_removes_all(store: Store) -> None:
+    for block in ("x", "y"):
+        w = PendingWrite("default", "hubspot", block, {"email": "a@x.y"}, {"dcb_block": block})
+        store.settle([Settlement(w, "fatal", "bad")], T)
+    assert store.remove_dead_letters(["999"]) == []
+    assert [d.profile_key for d in store.remove_dead_letters([])] == ["x", "y"]
+    assert store.dead_letters() == []
+
+
+def test_skipped_drops_the_write(store: Store) -> None:
+    decide(store, "one")
+    store.settle([Settlement(send(store), "skipped", "gone")], T)
+    assert waiting(store) == []
+    assert store.dead_letters() == []
+
+
+def test_a_waiting_write_equal_to_what_just_landed_is_dropped(store: Store) -> None:
+    decide(store, "one")
+    in_flight = send(store)
+    decide(store, "two", T + 1)
+    decide(store, "one", T + 2)  # back to the set in flight: it waits, in case that call fails
+    assert waiting(store) == ["one"]
+    store.settle([Settlement(in_flight, "written")], T + 3)
+    assert waiting(store) == []  # it landed: nothing left to send
+
+
+def test_erase_forgets_the_profile(store: Store) -> None:
+    decide(store, "one")
+    store.erase("default", "email:a@x.y")
+    assert store.load_context("default", "email:a@x.y") is None
+    assert store.resolve_profile("default", {"email": "a@x.y"}) is None
+    assert waiting(store) == []
+    decide(store, "one", T + 1)  # nothing remembered as written: it goes out again
+    assert waiting(store) == ["one"]
+
+
+def test_status_reports_queue_pending_and_dead_letters(store: Store) -> None:
+    store.enqueue([inbound("a"), inbound("b", account="shop2")], T)
+    decide(store, "one")
+    report = store.status(T + 5)
+    assert report["accounts"]["default"]["queued"] == 1
+    assert report["accounts"]["default"]["oldest_queued_seconds"] == 5.0
+    assert report["accounts"]["default"]["pending"] == {
+        "hubspot": {"writes": 1, "lag_seconds": 5.0, "retrying": 0}}  # fmt: skip
+    assert report["accounts"]["shop2"]["queued"] == 1
