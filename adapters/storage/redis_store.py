@@ -40,6 +40,7 @@ does): each `claim` first puts back what the same consumer held and did not comm
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
@@ -112,7 +113,7 @@ class RedisPipelineStore:
         self.dispatch_lease_ms = int(dispatch_lease * 1000)
         self.instance = instance or uuid.uuid4().hex
         self._scripts = StoreScripts(client)
-        self._claimed_by: dict[str, tuple[str, str]] = {}  # entry id -> (consumer, account)
+        self._local = threading.local()  # this thread's claims: entry id -> (consumer, account)
 
     def close(self) -> None:
         """Nothing to release: the client belongs to whoever made it."""
@@ -157,7 +158,7 @@ class RedisPipelineStore:
         claimed = []
         for entry_id, attempts, account, event, platforms in rows:
             eid, acct = _text(entry_id), _text(account)
-            self._claimed_by[eid] = (consumer, acct)
+            self._claims()[eid] = (consumer, acct)
             names = tuple(p for p in _text(platforms).split(",") if p)
             claimed.append(Claimed(eid, acct, json.loads(event), names, int(attempts)))
         return claimed
@@ -191,7 +192,8 @@ class RedisPipelineStore:
     def commit(self, updates: Sequence[ProfileUpdate], done: Sequence[str], now: float) -> None:
         """Save contexts, identity links and coalesced writes and settle `done`, in one
         script; raises `ClaimLost` (changing nothing) when an event of `done` is no longer
-        held by the consumer that claimed it here."""
+        held by the consumer that claimed it on this thread (or, for an event not claimed
+        on this thread, by anyone)."""
         payload = {
             "done": [self._done(entry_id) for entry_id in done],
             "updates": [self._update(u) for u in updates],
@@ -203,10 +205,17 @@ class RedisPipelineStore:
         if _text(status) == "lost":
             raise ClaimLost(f"event {_text(entry_id)} is no longer held by this consumer")
         for entry_id in done:
-            self._claimed_by.pop(entry_id, None)
+            self._claims().pop(entry_id, None)
+
+    def _claims(self) -> dict[str, tuple[str, str]]:
+        """What this thread claimed (a processor claims and commits on one thread)."""
+        claims: dict[str, tuple[str, str]] | None = getattr(self._local, "claims", None)
+        if claims is None:
+            claims = self._local.claims = {}
+        return claims
 
     def _done(self, entry_id: str) -> dict[str, str]:
-        owner, account = self._claimed_by.get(entry_id, ("", ""))
+        owner, account = self._claims().get(entry_id, ("", ""))
         if not account:
             raw = self.client.hget(self.keys.held, entry_id)
             if raw is None:
