@@ -25,9 +25,10 @@ Layout, for the prefix `dcb` (`{a}` an account, `{p}` a platform, `{k}` a profil
     dcb:{a}:pause_reasons:{p}       hash scope -> reason
     dcb:{a}:rate:{p}:{name}         rate-limit windows
 
-Two scripts (claim, erase) build a few of these keys themselves from the prefix, because
-the names are only known inside the script; they follow `lock`, `identities`, `links`
-and `context` exactly, and the tests check that they do.
+A few keys are only known inside a script, which builds them the same way: `claim`
+appends to the prefix for `identities` and `lock` (a test checks it agrees with this
+helper), `dispatch_lease` and `pending_summary` append a profile key to
+`pending(account, platform, "")`.
 
 No Redis Cluster hash tags: the target is one Redis (with a replica), and the scripts
 touch keys of several accounts and the shared stream in one atomic step.

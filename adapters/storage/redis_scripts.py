@@ -4,8 +4,8 @@ Each script is one atomic step (Redis runs a script with nothing interleaved). S
 check everything that can fail before they write, because Redis does not roll a script
 back when it stops half-way. Numbers that must keep full precision (epoch seconds) travel
 as strings and are stored as given; Lua converts numbers with 14 significant digits.
-Keys come from `RedisKeys`; `claim`, `release` and `pending_summary` append names they
-only learn inside the script to prefixes the helper hands them, in the helper's layout.
+Keys come from `RedisKeys`; `claim`, `dispatch_lease` and `pending_summary` append names
+they only learn inside the script to prefixes the helper hands them, in its layout.
 """
 
 from __future__ import annotations
