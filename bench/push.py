@@ -38,6 +38,7 @@ from connector.core.events import ProfileRef  # noqa: E402
 from connector.core.pauses import Pauses  # noqa: E402
 from connector.core.ports import PlatformClient, ProfileWrite, WriteStatus  # noqa: E402
 from connector.core.properties_schema import PROPERTY_NAMES  # noqa: E402
+from connector.manifest import load_manifest  # noqa: E402
 from tests.fakes.fake_hubspot import FakeHubSpotApi  # noqa: E402
 from tests.fakes.fake_klaviyo import FakeKlaviyoApi  # noqa: E402
 
@@ -78,7 +79,8 @@ def hubspot(n: int) -> None:
         api.define_dcb_properties()
         pauses = Pauses(time.monotonic)
         gate = hubspot_throttle(pauses, time.sleep, time.monotonic)
-        client = HubSpotClient("pat-bench", base_url=api.base_url, gate=gate)
+        client = HubSpotClient("pat-bench", base_url=api.base_url, gate=gate,
+                               schema=load_manifest().property_schema)
         elapsed = run(client, pauses, decided(n))
         calls = len(api.batch_calls())
         ceiling = LIMIT_PER_10S / 10 * 100

@@ -27,6 +27,7 @@ from connector.core.ports import PlatformClient, ProvisionReport
 from connector.core.processing import Processor
 from connector.core.rules import RuleSet
 from connector.endpoints import ACCOUNT, build_endpoints
+from connector.manifest import load_manifest
 from connector.metrics import Metrics
 from connector.rulesets import load_ruleset_file
 from connector.service import Service
@@ -65,29 +66,39 @@ def load_rules(settings: Settings) -> tuple[BlockLibrary, RuleSet]:
     return library, load_ruleset_file(settings.rules, library.catalogue)
 
 
+def hubspot_client(
+    settings: Settings, token: str, runtime: Runtime
+) -> tuple[HubSpotClient, Pauses]:
+    """A HubSpot client for `token` (provisioning the manifest's properties), its pauses."""
+    pauses = Pauses(runtime.epoch)
+    gate = hubspot_throttle(pauses, runtime.sleep, runtime.epoch, settings.hubspot_rate)
+    client = HubSpotClient(
+        token,
+        base_url=settings.hubspot_api_url,
+        gate=gate,
+        schema=load_manifest().property_schema,
+        clock=runtime.epoch,
+    )
+    return client, pauses
+
+
+def klaviyo_client(
+    settings: Settings, key: str, runtime: Runtime
+) -> tuple[KlaviyoClient, Pauses]:
+    """A Klaviyo client for the private API `key`, and its pauses."""
+    pauses = Pauses(runtime.epoch)
+    gate = klaviyo_throttle(pauses, runtime.sleep, runtime.epoch)
+    client = KlaviyoClient(key, base_url=settings.klaviyo_api_url, gate=gate, sleep=runtime.sleep)
+    return client, pauses
+
+
 def build_clients(settings: Settings, runtime: Runtime) -> dict[str, tuple[PlatformClient, Pauses]]:
     """One client per configured platform, each with the account's pauses and rate gate."""
     clients: dict[str, tuple[PlatformClient, Pauses]] = {}
     if settings.hubspot_access_token is not None:
-        pauses = Pauses(runtime.epoch)
-        gate = hubspot_throttle(pauses, runtime.sleep, runtime.epoch, settings.hubspot_rate)
-        client = HubSpotClient(
-            settings.hubspot_access_token.value,
-            base_url=settings.hubspot_api_url,
-            gate=gate,
-            clock=runtime.epoch,
-        )
-        clients["hubspot"] = (client, pauses)
+        clients["hubspot"] = hubspot_client(settings, settings.hubspot_access_token.value, runtime)
     if settings.klaviyo_api_key is not None:
-        pauses = Pauses(runtime.epoch)
-        gate = klaviyo_throttle(pauses, runtime.sleep, runtime.epoch)
-        client_k = KlaviyoClient(
-            settings.klaviyo_api_key.value,
-            base_url=settings.klaviyo_api_url,
-            gate=gate,
-            sleep=runtime.sleep,
-        )
-        clients["klaviyo"] = (client_k, pauses)
+        clients["klaviyo"] = klaviyo_client(settings, settings.klaviyo_api_key.value, runtime)
     return clients
 
 

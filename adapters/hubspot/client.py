@@ -34,7 +34,7 @@ from adapters.hubspot.errors import API_EXCEPTIONS, classify, classify_record_er
 from connector.core.adaptive import AdaptiveRate
 from connector.core.pauses import Pauses
 from connector.core.ports import ProfileWrite, ProvisionReport, WriteOutcome, WriteStatus
-from connector.core.properties_schema import PROPERTY_GROUP, PROPERTY_GROUP_LABEL, PROPERTY_SPECS
+from connector.core.properties_schema import PropertySchema, PropertySpec
 from connector.core.ratelimit import RollingWindowLimiter
 from connector.core.redaction import scrub
 from connector.core.throttle import CallGate, Throttle
@@ -66,6 +66,7 @@ class HubSpotClient:
         *,
         base_url: str,
         gate: CallGate,
+        schema: PropertySchema,
         timeout: float = 10.0,
         clock: Clock = time.time,
         account_tz: tzinfo = UTC,
@@ -77,6 +78,7 @@ class HubSpotClient:
         self._properties = sdk.crm.properties.core_api
         self._groups = sdk.crm.properties.groups_api
         self._gate = gate
+        self._schema = schema
         self._timeout = timeout
         self._clock = clock
         self._tz = account_tz
@@ -192,21 +194,18 @@ class HubSpotClient:
 
     # -- provisioning -----------------------------------------------------------------
     def provision(self) -> ProvisionReport:
-        """Creates the `dcb` group and every `dcb_*` property that is missing (idempotent);
-        an existing property of the wrong type is reported in `problems`."""
-        created: list[str] = []
-        existing: list[str] = []
-        problems: list[str] = []
-        group = props.PropertyGroupCreate(name=PROPERTY_GROUP, label=PROPERTY_GROUP_LABEL,
+        """Creates the schema's group and every property that is missing (idempotent);
+        an existing property of the wrong type is reported in `problems`. The first call
+        creates the group, so a token that cannot write schemas fails there."""
+        group_name = self._schema.group
+        group = props.PropertyGroupCreate(name=group_name, label=self._schema.group_label,
                                           display_order=-1)
         outcome = self._provision_call(lambda: self._groups.create(
             "contacts", group, _request_timeout=self._timeout))
-        if outcome is None:
-            created.append(f"group {PROPERTY_GROUP}")
-        elif outcome == 409:
-            existing.append(f"group {PROPERTY_GROUP}")
-        else:
-            return ProvisionReport(problems=(f"group {PROPERTY_GROUP}: {outcome}",))
+        if outcome is not None and outcome != 409:
+            return ProvisionReport(problems=(f"group {group_name}: {outcome}",))
+        created = [f"group {group_name}"] if outcome is None else []
+        existing = [f"group {group_name}"] if outcome == 409 else []
         try:
             self._gate.wait_turn(API)
             defined = {p.name: p for p in self._properties.get_all(
@@ -214,28 +213,32 @@ class HubSpotClient:
         except Exception as exc:
             reason = classify(exc, now=self._clock(), tz=self._tz).reason
             return ProvisionReport(tuple(created), tuple(existing), (f"properties: {reason}",))
-        for spec in PROPERTY_SPECS:
+        self._gate.succeeded(API)
+        problems: list[str] = []
+        for spec in self._schema.properties:
             have = defined.get(spec.name)
-            if have is not None:
-                if (have.type, have.field_type) != ("string", spec.field_type):
-                    problems.append(f"{spec.name} is {have.type}/{have.field_type}, "
-                                    f"expected string/{spec.field_type}")
-                else:
+            if have is None:
+                outcome = self._create_property(spec)
+                if outcome is None:
+                    created.append(spec.name)
+                elif outcome == 409:  # created meanwhile
                     existing.append(spec.name)
-                continue
-            body = props.PropertyCreate(
-                name=spec.name, label=spec.label, type="string", field_type=spec.field_type,
-                group_name=PROPERTY_GROUP, description=spec.description,
-                local_vars_configuration=self._unchecked)
-            outcome = self._provision_call(partial(
-                self._properties.create, "contacts", body, _request_timeout=self._timeout))
-            if outcome is None:
-                created.append(spec.name)
-            elif outcome == 409:
-                existing.append(spec.name)
+                else:
+                    problems.append(f"{spec.name}: {outcome}")
+            elif (have.type, have.field_type) != ("string", spec.field_type):
+                problems.append(f"{spec.name} is {have.type}/{have.field_type}, "
+                                f"expected string/{spec.field_type}")
             else:
-                problems.append(f"{spec.name}: {outcome}")
+                existing.append(spec.name)
         return ProvisionReport(tuple(created), tuple(existing), tuple(problems))
+
+    def _create_property(self, spec: PropertySpec) -> int | str | None:
+        body = props.PropertyCreate(
+            name=spec.name, label=spec.label, type="string", field_type=spec.field_type,
+            group_name=self._schema.group, description=spec.description,
+            local_vars_configuration=self._unchecked)
+        return self._provision_call(partial(
+            self._properties.create, "contacts", body, _request_timeout=self._timeout))
 
     def _provision_call(self, call: Callable[[], Any]) -> int | str | None:
         """None when created, 409 when it exists, else the reason it failed."""

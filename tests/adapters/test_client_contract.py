@@ -14,6 +14,7 @@ from adapters.klaviyo.client import KlaviyoClient, klaviyo_throttle
 from connector.core.events import ProfileRef
 from connector.core.pauses import Pauses
 from connector.core.ports import PlatformClient, ProfileWrite, WriteStatus
+from connector.manifest import load_manifest
 from tests.fakes import fake_hubspot, fake_klaviyo
 from tests.fakes.http_fake import Fault as HttpFault
 from tests.fakes.http_fake import Reply
@@ -67,7 +68,8 @@ def _hubspot() -> Iterator[Harness]:
     with fake_hubspot.FakeHubSpotApi() as api:
         api.define_dcb_properties()
         gate = hubspot_throttle(Pauses(time.monotonic), time.sleep, time.monotonic)
-        client = HubSpotClient("pat-test", base_url=api.base_url, gate=gate, timeout=5.0)
+        client = HubSpotClient("pat-test", base_url=api.base_url, gate=gate, timeout=5.0,
+                               schema=load_manifest().property_schema)
 
         def props(email: str) -> dict[str, str]:
             contact = api.by_email(email)

@@ -18,9 +18,12 @@ from connector.core.events import ProfileRef
 from connector.core.pauses import Pauses
 from connector.core.ports import ProfileWrite, WriteStatus
 from connector.core.retry import RetryPolicy
+from connector.manifest import load_manifest
 from tests.fakes.clock import FakeClock
 from tests.fakes.fake_hubspot import FakeHubSpotApi, rate_limited
 from tests.fakes.http_fake import Fault, Reply
+
+SCHEMA = load_manifest().property_schema
 
 
 @dataclass
@@ -39,7 +42,7 @@ def rig() -> Iterator[Rig]:
         pauses = Pauses(clock)
         gate = hubspot_throttle(pauses, clock.sleep, clock)
         client = HubSpotClient("pat-test", base_url=api.base_url, gate=gate, timeout=0.5,
-                               clock=clock)
+                               clock=clock, schema=SCHEMA)
         deliverer = Deliverer(client, pauses, sleep=clock.sleep,
                               random=random.Random(1).random,
                               policy=RetryPolicy(max_attempts=4, max_pause=600))
@@ -154,7 +157,8 @@ def test_error_reasons_carry_no_token_or_email() -> None:
 def test_the_gate_keeps_the_client_inside_the_ten_second_window(rig: Rig) -> None:
     rig.api.limit_per_10s = 5
     gate = hubspot_throttle(Pauses(rig.clock), rig.clock.sleep, rig.clock, limit_per_10s=5)
-    client = HubSpotClient("pat-test", base_url=rig.api.base_url, gate=gate, clock=rig.clock)
+    client = HubSpotClient("pat-test", base_url=rig.api.base_url, gate=gate, clock=rig.clock,
+                           schema=SCHEMA)
     for i in range(12):
         (outcome,) = client.write([ProfileWrite("k", ProfileRef(email=f"w{i}@example.com"),
                                                 {"dcb_block": "x"})])
@@ -165,7 +169,8 @@ def test_the_gate_keeps_the_client_inside_the_ten_second_window(rig: Rig) -> Non
 def test_the_fake_enforces_the_rolling_window(rig: Rig) -> None:
     rig.api.limit_per_10s = 2
     gate = hubspot_throttle(Pauses(rig.clock), rig.clock.sleep, rig.clock, limit_per_10s=50)
-    client = HubSpotClient("pat-test", base_url=rig.api.base_url, gate=gate, clock=rig.clock)
+    client = HubSpotClient("pat-test", base_url=rig.api.base_url, gate=gate, clock=rig.clock,
+                           schema=SCHEMA)
     outcomes = [client.write(_by_email(1))[0] for _ in range(3)]
     assert [o.throttled for o in outcomes] == [False, False, True]
 
@@ -174,7 +179,8 @@ def test_provisioning_is_idempotent_and_reports_a_wrong_type() -> None:
     clock = FakeClock()
     with FakeHubSpotApi(clock=clock) as api:
         gate = hubspot_throttle(Pauses(clock), clock.sleep, clock)
-        client = HubSpotClient("pat-test", base_url=api.base_url, gate=gate, clock=clock)
+        client = HubSpotClient("pat-test", base_url=api.base_url, gate=gate, clock=clock,
+                               schema=SCHEMA)
         first = client.provision()
         assert "group dcb" in first.created and len(first.created) == 14
         assert api.definitions["dcb_html"]["fieldType"] == "html"

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from connector.manifest import load_manifest
 from tests.fakes.http_fake import Clock, FakeHttpApi, Reply, Request, header
 
 CONTACTS = "/crm/v3/objects/contacts"
@@ -86,14 +87,18 @@ class FakeHubSpotApi(FakeHttpApi):
                      if c.properties.get("email") == email), None)
 
     def define_dcb_properties(self) -> None:
-        """As if provisioning had run: the `dcb` group and every `dcb_*` property."""
-        from connector.core.properties_schema import PROPERTY_SPECS
-
-        self.groups["dcb"] = {"name": "dcb", "label": "Dynamic content blocks",
-                              "displayOrder": -1, "archived": False}
-        for spec in PROPERTY_SPECS:
+        """As if provisioning had run: the manifest's group and every `dcb_*` property."""
+        schema = load_manifest().property_schema
+        self.groups[schema.group] = {"name": schema.group, "label": schema.group_label,
+                                     "displayOrder": -1, "archived": False}
+        for spec in schema.properties:
             self.definitions[spec.name] = _definition(spec.name, spec.label, spec.field_type,
-                                                      "dcb", spec.description)
+                                                      schema.group, spec.description)
+
+    def define_property(self, name: str, field_type: str, kind: str = "string") -> None:
+        """A contact property as someone defined it by hand (a wrong type, say)."""
+        self.definitions[name] = _definition(name, name, field_type, "contactinformation",
+                                             kind=kind)
 
     def fail_records(self, ids: set[str], times: int = 1) -> None:
         """The next `times` batch calls answer 207 with a retriable error for these ids."""
