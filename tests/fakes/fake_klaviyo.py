@@ -1,6 +1,9 @@
 """`FakeKlaviyoApi`: the slice of Klaviyo's API the connector uses, as a real HTTP server.
 
-State: profiles (by id, email, external id) and bulk import jobs. Every request needs
+State: profiles (by id, email, external id), bulk import jobs, and system webhooks with the
+account's webhook topics (`webhooks_forbidden=True` answers 403 there, as for an account
+without access to the Webhooks API; listed webhooks show only the origin of their
+`endpoint_url`, "truncated for security" as Klaviyo's spec says). Every request needs
 `Authorization: Klaviyo-API-Key <key>` and a `revision` header; request bodies are
 validated against Klaviyo's OpenAPI slice; errors are JSON:API `{"errors": [...]}`.
 Rate limits are enforced per endpoint in fixed windows (burst per second, steady per
@@ -16,6 +19,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from tests.fakes.http_fake import Clock, FakeHttpApi, Reply, Request, first, header
 from tests.fakes.klaviyo_spec import problems
@@ -24,7 +28,15 @@ DOCUMENTED_LIMITS: dict[str, tuple[int, int]] = {  # endpoint: (per second, per 
     "profile-import": (75, 700),
     "profile-bulk-import-jobs": (10, 150),
     "profiles": (75, 700),
+    "webhooks": (1, 15),
+    "webhook-topics": (1, 15),
 }
+#: Topics the fake account offers unless a test says otherwise.
+DEFAULT_TOPICS = (
+    "event:klaviyo.opened_email", "event:klaviyo.clicked_email", "event:klaviyo.sent_sms",
+    "event:klaviyo.viewed_product", "event:klaviyo.added_to_cart",
+    "event:klaviyo.started_checkout", "event:klaviyo.placed_order",
+)
 JSONAPI = "application/vnd.api+json"
 
 
@@ -35,6 +47,16 @@ class KlaviyoProfile:
     external_id: str | None = None
     properties: dict[str, Any] = field(default_factory=dict)
     writes: int = 0
+
+
+@dataclass
+class Webhook:
+    id: str
+    name: str
+    endpoint_url: str
+    secret_key: str
+    topics: list[str]
+    description: str | None = None
 
 
 @dataclass
@@ -66,6 +88,8 @@ class FakeKlaviyoApi(FakeHttpApi):
         clock: Clock | None = None,
         limits: dict[str, tuple[int, int]] | None = None,
         job_polls: int = 1,
+        topics: tuple[str, ...] = DEFAULT_TOPICS,
+        webhooks_forbidden: bool = False,
     ) -> None:
         super().__init__(clock)
         self.api_key = api_key
@@ -73,6 +97,9 @@ class FakeKlaviyoApi(FakeHttpApi):
         self.job_polls = job_polls  # polls a bulk job answers "processing" before "complete"
         self.profiles: dict[str, KlaviyoProfile] = {}
         self.jobs: dict[str, Job] = {}
+        self.topics = topics
+        self.webhooks_forbidden = webhooks_forbidden
+        self.webhooks: dict[str, Webhook] = {}
         self.calls_during_pause = 0
         self.rejected: list[str] = []  # why bodies failed schema validation
         self._windows: dict[tuple[str, int], tuple[int, int]] = {}
@@ -116,6 +143,15 @@ class FakeKlaviyoApi(FakeHttpApi):
             return self._job(request.path.rsplit("/", 1)[-1])
         if request.method == "GET" and request.path == "/api/profiles":
             return self._list_profiles(request)
+        if endpoint in ("webhooks", "webhook-topics") and self.webhooks_forbidden:
+            return error(403, "permission_denied", "You do not have permission to perform "
+                         "this action.", "This account does not have access to webhooks.")
+        if request.method == "GET" and request.path == "/api/webhooks":
+            return self._list_webhooks()
+        if request.method == "POST" and request.path == "/api/webhooks":
+            return self._create_webhook(request.body)
+        if request.method == "GET" and request.path == "/api/webhook-topics":
+            return self._list_topics()
         return error(404, "not_found", "Not found.", f"No route for {request.method} "
                      f"{request.path}.")
 
@@ -209,9 +245,53 @@ class FakeKlaviyoApi(FakeHttpApi):
                 "links": {"self": f"{self.base_url}/api/profiles", "next": None, "prev": None}}
         return Reply(200, body, content_type=JSONAPI)
 
+    def _list_webhooks(self) -> Reply:
+        body = {"data": [self._webhook_resource(w) for w in self.webhooks.values()],
+                "links": {"self": f"{self.base_url}/api/webhooks"}}
+        return Reply(200, body, content_type=JSONAPI)
+
+    def _create_webhook(self, body: Any) -> Reply:
+        invalid = self._invalid("WebhookCreateQuery", body, "webhooks")
+        if invalid is not None:
+            return invalid
+        attributes = body["data"]["attributes"]
+        if urlsplit(attributes["endpoint_url"]).scheme != "https":
+            return error(400, "invalid", "Invalid input.", "The endpoint url must be https.",
+                         "/data/attributes/endpoint_url")
+        topics = [t["id"] for t in body["data"]["relationships"]["webhook-topics"]["data"]]
+        unknown = [t for t in topics if t not in self.topics]
+        if unknown or not topics:
+            return error(400, "invalid", "Invalid input.", f"Unknown webhook topics: {unknown}.",
+                         "/data/relationships/webhook-topics")
+        webhook = Webhook(self._new_id(), attributes["name"], attributes["endpoint_url"],
+                          attributes["secret_key"], topics, attributes.get("description"))
+        self.webhooks[webhook.id] = webhook
+        return Reply(201, {"data": self._webhook_resource(webhook)}, content_type=JSONAPI)
+
+    def _list_topics(self) -> Reply:
+        data = [{"type": "webhook-topic", "id": topic,
+                 "links": {"self": f"{self.base_url}/api/webhook-topics/{topic}/"}}
+                for topic in self.topics]
+        body = {"data": data, "links": {"self": f"{self.base_url}/api/webhook-topics"}}
+        return Reply(200, body, content_type=JSONAPI)
+
+    def _webhook_resource(self, webhook: Webhook) -> dict[str, Any]:
+        parts = urlsplit(webhook.endpoint_url)
+        now = _iso()
+        link = f"{self.base_url}/api/webhooks/{webhook.id}/"
+        topics = [{"type": "webhook-topic", "id": t} for t in webhook.topics]
+        return {"type": "webhook", "id": webhook.id, "attributes": {
+            "name": webhook.name, "description": webhook.description,
+            "endpoint_url": f"{parts.scheme}://{parts.netloc}", "enabled": True,
+            "created_at": now, "updated_at": now},
+            "relationships": {"webhook-topics": {"data": topics, "links": {
+                "self": link + "relationships/webhook-topics/",
+                "related": link + "webhook-topics/"}}},
+            "links": {"self": link}}
+
     # -- helpers ---------------------------------------------------------------------
-    def _invalid(self, schema: str, body: Any) -> Reply | None:
-        found = problems(schema, body)
+    def _invalid(self, schema: str, body: Any, slice_name: str = "profiles") -> Reply | None:
+        found = problems(schema, body, slice_name)
         if not found:
             return None
         self.rejected.extend(found)

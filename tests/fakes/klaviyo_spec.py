@@ -1,4 +1,4 @@
-"""Request-body validation against Klaviyo's OpenAPI slice (tests/fixtures/klaviyo-openapi)."""
+"""Request-body validation against Klaviyo's OpenAPI slices (tests/fixtures/klaviyo-openapi)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
 
-SPEC = Path(__file__).resolve().parent.parent / "fixtures" / "klaviyo-openapi" / "profiles.json"
+SPECS = Path(__file__).resolve().parent.parent / "fixtures" / "klaviyo-openapi"
 
 
 def _nullable(node: Any) -> Any:
@@ -29,20 +29,22 @@ def _nullable(node: Any) -> Any:
     return out
 
 
-@lru_cache(maxsize=1)
-def _components() -> dict[str, Any]:
-    spec = json.loads(SPEC.read_text(encoding="utf-8"))
+@lru_cache(maxsize=4)
+def _components(slice_name: str) -> dict[str, Any]:
+    spec = json.loads((SPECS / f"{slice_name}.json").read_text(encoding="utf-8"))
     components: dict[str, Any] = _nullable(spec["components"])
     return components
 
 
 @cache
-def validator(schema_name: str) -> Draft202012Validator:
-    root = {"$ref": f"#/components/schemas/{schema_name}", "components": _components()}
+def validator(schema_name: str, slice_name: str = "profiles") -> Draft202012Validator:
+    root = {"$ref": f"#/components/schemas/{schema_name}", "components": _components(slice_name)}
     return Draft202012Validator(root)
 
 
-def problems(schema_name: str, body: Any) -> list[str]:
-    """Every way `body` breaks the named request schema, as 'pointer: message' lines."""
-    errors = sorted(validator(schema_name).iter_errors(body), key=lambda e: list(e.path))
+def problems(schema_name: str, body: Any, slice_name: str = "profiles") -> list[str]:
+    """Every way `body` breaks the named schema of the slice (`profiles`, `webhooks`), as
+    'pointer: message' lines."""
+    errors = sorted(validator(schema_name, slice_name).iter_errors(body),
+                    key=lambda e: list(e.path))
     return ["/" + "/".join(str(p) for p in e.path) + ": " + e.message for e in errors]
