@@ -32,7 +32,7 @@ from hubspot.crm.contacts import (
 
 from adapters.hubspot.errors import API_EXCEPTIONS, classify, classify_record_error
 from connector.core.adaptive import AdaptiveRate
-from connector.core.pauses import Pauses
+from connector.core.pauses import PauseBook
 from connector.core.ports import ProfileWrite, ProvisionReport, WriteOutcome, WriteStatus
 from connector.core.properties_schema import PropertySchema, PropertySpec
 from connector.core.ratelimit import RollingWindowLimiter
@@ -48,7 +48,7 @@ Clock = Callable[[], float]
 
 
 def hubspot_throttle(
-    pauses: Pauses, sleep: Callable[[float], None], clock: Clock,
+    pauses: PauseBook, sleep: Callable[[float], None], clock: Clock,
     limit_per_10s: int = LIMIT_PER_10S,
 ) -> Throttle:
     """The gate for one HubSpot account: HubSpot's exact rolling ten-second window."""

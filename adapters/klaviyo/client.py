@@ -24,7 +24,7 @@ from openapi_client.rest import RESTClientObject
 
 from adapters.klaviyo.errors import classify
 from connector.core.adaptive import AdaptiveRate
-from connector.core.pauses import Pauses
+from connector.core.pauses import PauseBook
 from connector.core.ports import ProfileWrite, ProvisionReport, WriteOutcome, WriteStatus
 from connector.core.ratelimit import FixedWindowLimiter, LimiterByKey
 from connector.core.throttle import CallGate, Throttle
@@ -50,7 +50,7 @@ Sleep = Callable[[float], None]
 
 
 def klaviyo_throttle(
-    pauses: Pauses, sleep: Sleep, clock: Callable[[], float], scale: float = 1.0
+    pauses: PauseBook, sleep: Sleep, clock: Callable[[], float], scale: float = 1.0
 ) -> Throttle:
     """The gate for one Klaviyo account at `scale` times the documented limits."""
     scaled = {k: (max(1, round(s * scale)), max(1, round(m * scale)))

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 
 import tenacity
 
-from connector.core.pauses import Pauses
+from connector.core.pauses import PauseBook
 from connector.core.ports import ACCOUNT_SCOPE, PlatformClient, ProfileWrite, WriteOutcome
 from connector.core.ports import WriteStatus as S
 from connector.core.retry import Random, RetryPolicy
@@ -46,7 +46,7 @@ class Deliverer:
     def __init__(
         self,
         client: PlatformClient,
-        pauses: Pauses,
+        pauses: PauseBook,
         *,
         sleep: Sleep,
         random: Random,

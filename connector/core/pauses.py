@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 from connector.core.ports import ACCOUNT_SCOPE
 
@@ -23,7 +24,19 @@ class Pause:
     reason: str
 
 
+class PauseBook(Protocol):
+    """Who may not call until when: `Pauses` in one process, a Redis one shared by all."""
+
+    def pause(self, scope: str, seconds: float, reason: str = "") -> None: ...
+
+    def remaining(self, scopes: Iterable[str] = ()) -> float: ...
+
+    def active(self) -> list[Pause]: ...
+
+
 class Pauses:
+    """`PauseBook` in one process's memory."""
+
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
         self._until: dict[str, Pause] = {}

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from typing import Protocol
 
 from connector.core.adaptive import AdaptiveRate
-from connector.core.pauses import Pauses
+from connector.core.pauses import PauseBook
 from connector.core.ratelimit import RateLimiter
 
 Sleep = Callable[[float], None]
@@ -37,7 +37,7 @@ class Throttle:
     def __init__(
         self,
         limiter: RateLimiter,
-        pauses: Pauses,
+        pauses: PauseBook,
         rates: Mapping[str, AdaptiveRate],
         sleep: Sleep,
     ) -> None:
