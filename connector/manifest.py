@@ -177,9 +177,7 @@ def _property(node: _Node, group: str) -> PropertySpec:
     field_type = node.text("field_type")
     if field_type not in FIELD_TYPES:
         node.fail("field_type", f"must be one of {', '.join(FIELD_TYPES)}, got {field_type!r}")
-    return PropertySpec(
-        name, node.text("label"), field_type, node.text("description")
-    )
+    return PropertySpec(name, node.text("label"), field_type, node.text("description"))
 
 
 def _setting(node: _Node) -> SettingSpec:

@@ -34,12 +34,13 @@ from adapters.klaviyo.errors import classify
 from adapters.klaviyo.inbound_mapping import DEFAULT_METRICS, event_type_of
 from connector.core.adaptive import AdaptiveRate
 from connector.core.events import EventType
-from connector.core.pauses import Pauses
+from connector.core.pauses import PauseBook
 from connector.core.ratelimit import FixedWindowLimiter, LimiterByKey
 from connector.core.throttle import CallGate, Throttle
 
 WEBHOOKS = "webhooks"
 WEBHOOKS_LIMITS = ((1, 1.0), (15, 60.0))  # documented: burst 1/s, steady 15/min
+ATTEMPTS = 3  # a 429 is waited out twice: an install is interactive, not a batch
 NO_ACCESS = (
     "this account cannot use Klaviyo's Webhooks API (403: system webhooks are for Advanced "
     "KDP customers and app partners); use the flow Webhook actions below instead"
@@ -47,7 +48,7 @@ NO_ACCESS = (
 
 
 def webhooks_throttle(
-    pauses: Pauses, sleep: Callable[[float], None], clock: Callable[[], float]
+    pauses: PauseBook, sleep: Callable[[float], None], clock: Callable[[], float]
 ) -> Throttle:
     """The gate for the Webhooks API: paced at the burst rate (an install makes at most
     three calls), within both documented windows."""
@@ -141,23 +142,27 @@ class KlaviyoWebhooks:
         return tuple(t for t in offered if event_type_of(_metric_of(t), metrics) is not None)
 
     def _call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
-        self._gate.wait_turn(WEBHOOKS)
-        try:
-            answer = method(*args, _request_timeout=self._timeout, **kwargs)
-        except ApiException as exc:
-            if exc.status == 403:
-                raise _Refused(WebhookRegistration(Registration.UNAVAILABLE, NO_ACCESS)) from None
-            raise _Refused(self._failed(exc)) from None
-        except Exception as exc:
-            raise _Refused(self._failed(exc)) from None
-        self._gate.succeeded(WEBHOOKS)
-        return answer if isinstance(answer, dict) else {}
-
-    def _failed(self, exc: Exception) -> WebhookRegistration:
-        verdict = classify(exc, WEBHOOKS)
-        if verdict.throttled:
+        """One call through the gate; a 429 waits its Retry-After and is tried again, up to
+        `ATTEMPTS` in all. Raises `_Refused` with the registration to report otherwise."""
+        for attempt in range(1, ATTEMPTS + 1):
+            self._gate.wait_turn(WEBHOOKS)
+            try:
+                answer = method(*args, _request_timeout=self._timeout, **kwargs)
+            except ApiException as exc:
+                if exc.status == 403:
+                    unavailable = WebhookRegistration(Registration.UNAVAILABLE, NO_ACCESS)
+                    raise _Refused(unavailable) from None
+                verdict = classify(exc, WEBHOOKS)
+            except Exception as exc:
+                verdict = classify(exc, WEBHOOKS)
+            else:
+                self._gate.succeeded(WEBHOOKS)
+                return answer if isinstance(answer, dict) else {}
+            if not verdict.throttled or attempt == ATTEMPTS:
+                break
             self._gate.throttled(WEBHOOKS, WEBHOOKS, verdict.retry_after or 1.0, verdict.reason)
-        return WebhookRegistration(Registration.FAILED, f"Klaviyo answered: {verdict.reason}")
+        raise _Refused(WebhookRegistration(Registration.FAILED,
+                                           f"Klaviyo answered: {verdict.reason}"))
 
 
 def _metric_of(topic: str) -> str:

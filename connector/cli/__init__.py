@@ -12,13 +12,21 @@ import sys
 from collections.abc import Sequence
 
 from connector.cli import blocks as blocks_command
+from connector.cli import install as install_command
 from connector.cli import ops as ops_command
 from connector.cli import rules as rules_command
 from connector.cli import serve as serve_command
 from connector.cli import simulate as simulate_command
 
 #: Subcommand modules; each exposes `register(subparsers)`, which sets `func` on its parser.
-COMMANDS = [rules_command, blocks_command, simulate_command, serve_command, ops_command]
+COMMANDS = [
+    rules_command,
+    blocks_command,
+    simulate_command,
+    serve_command,
+    ops_command,
+    install_command,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
