@@ -7,7 +7,9 @@ settings (pointing at fake platform APIs) and, where they need it, their own clo
 from __future__ import annotations
 
 import logging
+import os
 import random
+import socket
 import time
 import uuid
 from collections.abc import Callable
@@ -15,16 +17,27 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import redis
+
 from adapters.hubspot.client import HubSpotClient, hubspot_throttle
 from adapters.klaviyo.client import KlaviyoClient, klaviyo_throttle
+from adapters.storage.redis_keys import RedisKeys
+from adapters.storage.redis_limits import (
+    RedisFixedWindowLimiter,
+    RedisPauses,
+    RedisRollingWindowLimiter,
+)
+from adapters.storage.redis_status import redis_health
+from adapters.storage.redis_store import RedisPipelineStore
 from adapters.storage.sqlite import SqlitePipelineStore
 from blocks.loading import BlockLibrary, load_library
 from connector.core.delivery import Deliverer
 from connector.core.dispatch import Dispatcher
 from connector.core.intake import Intake
-from connector.core.pauses import Pauses
+from connector.core.pauses import PauseBook, Pauses
 from connector.core.ports import PlatformClient, ProvisionReport
 from connector.core.processing import Processor
+from connector.core.ratelimit import RateLimiter
 from connector.core.rules import RuleSet
 from connector.endpoints import ACCOUNT, build_endpoints
 from connector.manifest import load_manifest
@@ -55,8 +68,54 @@ class Runtime:
     epoch: Callable[[], float] = time.time
 
 
-def open_store(settings: Settings) -> SqlitePipelineStore:
-    """The pipeline store the settings name (the embedded SQLite file)."""
+Store = SqlitePipelineStore | RedisPipelineStore
+
+
+@dataclass
+class Shared:
+    """Where state shared by every process lives: Redis when `DCB_REDIS_URL` is set (the
+    queue, contexts, writes, rate limits and pauses), else this process and its SQLite file."""
+
+    redis: redis.Redis | None = None
+    keys: RedisKeys = field(default_factory=RedisKeys)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Shared:
+        if settings.redis_url is None:
+            return cls()
+        return cls(redis.Redis.from_url(settings.redis_url, health_check_interval=30))
+
+    def pauses(self, platform: str, runtime: Runtime) -> PauseBook:
+        if self.redis is None:
+            return Pauses(runtime.epoch)
+        return RedisPauses(self.redis, self.keys, ACCOUNT, platform, runtime.epoch)
+
+    def rolling_limiter(self, limit: int, runtime: Runtime) -> RateLimiter | None:
+        """HubSpot's ten-second window shared by every process (None: keep it in memory)."""
+        if self.redis is None:
+            return None
+        return RedisRollingWindowLimiter(
+            self.redis, self.keys, ACCOUNT, "hubspot", limit=limit, window=10.0, clock=runtime.epoch
+        )
+
+    def windows_limiter(self, runtime: Runtime) -> Callable[[Any], RateLimiter] | None:
+        """Klaviyo's fixed windows shared by every process (None: keep them in memory)."""
+        client = self.redis
+        if client is None:
+            return None
+        return lambda windows: RedisFixedWindowLimiter(
+            client, self.keys, ACCOUNT, "klaviyo", windows=windows, clock=runtime.epoch
+        )
+
+
+def open_store(settings: Settings, shared: Shared | None = None) -> Store:
+    """The pipeline store the settings name: Redis with `DCB_REDIS_URL`, else the embedded
+    SQLite file in `DCB_DATA_DIR`."""
+    backend = shared or Shared.from_settings(settings)
+    if backend.redis is not None:
+        return RedisPipelineStore(
+            backend.redis, queue_limit=settings.queue_limit, prefix=backend.keys.prefix
+        )
     return SqlitePipelineStore(settings.data_dir / STORE_FILE, settings.queue_limit)
 
 
@@ -67,11 +126,15 @@ def load_rules(settings: Settings) -> tuple[BlockLibrary, RuleSet]:
 
 
 def hubspot_client(
-    settings: Settings, token: str, runtime: Runtime
-) -> tuple[HubSpotClient, Pauses]:
+    settings: Settings, token: str, runtime: Runtime, shared: Shared | None = None
+) -> tuple[HubSpotClient, PauseBook]:
     """A HubSpot client for `token` (provisioning the manifest's properties), its pauses."""
-    pauses = Pauses(runtime.epoch)
-    gate = hubspot_throttle(pauses, runtime.sleep, runtime.epoch, settings.hubspot_rate)
+    backend = shared or Shared()
+    pauses = backend.pauses("hubspot", runtime)
+    limiter = backend.rolling_limiter(settings.hubspot_rate, runtime)
+    gate = hubspot_throttle(
+        pauses, runtime.sleep, runtime.epoch, settings.hubspot_rate, limiter=limiter
+    )
     client = HubSpotClient(
         token,
         base_url=settings.hubspot_api_url,
@@ -83,26 +146,34 @@ def hubspot_client(
 
 
 def klaviyo_client(
-    settings: Settings, key: str, runtime: Runtime
-) -> tuple[KlaviyoClient, Pauses]:
+    settings: Settings, key: str, runtime: Runtime, shared: Shared | None = None
+) -> tuple[KlaviyoClient, PauseBook]:
     """A Klaviyo client for the private API `key`, and its pauses."""
-    pauses = Pauses(runtime.epoch)
-    gate = klaviyo_throttle(pauses, runtime.sleep, runtime.epoch)
+    backend = shared or Shared()
+    pauses = backend.pauses("klaviyo", runtime)
+    gate = klaviyo_throttle(
+        pauses, runtime.sleep, runtime.epoch, windows_limiter=backend.windows_limiter(runtime)
+    )
     client = KlaviyoClient(key, base_url=settings.klaviyo_api_url, gate=gate, sleep=runtime.sleep)
     return client, pauses
 
 
-def build_clients(settings: Settings, runtime: Runtime) -> dict[str, tuple[PlatformClient, Pauses]]:
+Clients = dict[str, tuple[PlatformClient, PauseBook]]
+
+
+def build_clients(settings: Settings, runtime: Runtime, shared: Shared | None = None) -> Clients:
     """One client per configured platform, each with the account's pauses and rate gate."""
-    clients: dict[str, tuple[PlatformClient, Pauses]] = {}
+    clients: Clients = {}
     if settings.hubspot_access_token is not None:
-        clients["hubspot"] = hubspot_client(settings, settings.hubspot_access_token.value, runtime)
+        token = settings.hubspot_access_token.value
+        clients["hubspot"] = hubspot_client(settings, token, runtime, shared)
     if settings.klaviyo_api_key is not None:
-        clients["klaviyo"] = klaviyo_client(settings, settings.klaviyo_api_key.value, runtime)
+        key = settings.klaviyo_api_key.value
+        clients["klaviyo"] = klaviyo_client(settings, key, runtime, shared)
     return clients
 
 
-def provision(clients: dict[str, tuple[PlatformClient, Pauses]]) -> dict[str, ProvisionReport]:
+def provision(clients: Clients) -> dict[str, ProvisionReport]:
     """Check each platform can take our properties (creating HubSpot's if missing)."""
     reports = {}
     for platform, (client, _) in clients.items():
@@ -115,22 +186,36 @@ def provision(clients: dict[str, tuple[PlatformClient, Pauses]]) -> dict[str, Pr
     return reports
 
 
-def build_service(settings: Settings, runtime: Runtime | None = None) -> Service:
-    """Every part of the running connector, wired; nothing started yet."""
+def build_service(
+    settings: Settings,
+    runtime: Runtime | None = None,
+    *,
+    web: bool = True,
+    workers: int = 1,
+) -> Service:
+    """The running connector's parts, wired; nothing started yet.
+
+    `web` builds the HTTP app's intake; `workers` is how many processor loops to run (0 for
+    a web-only process: `dcb web`). Dispatchers run wherever processors do.
+    """
     rt = runtime or Runtime()
     library, ruleset = load_rules(settings)
-    store = open_store(settings)
+    shared = Shared.from_settings(settings)
+    store = open_store(settings, shared)
     metrics = Metrics()
-    clients = build_clients(settings, rt)
-    consumer = f"processor-{uuid.uuid4().hex[:8]}"
-    processor = Processor(
-        store,
-        lambda _account: ruleset,
-        library.renderer,
-        rt.clock,
-        consumer=consumer,
-        on_decided=metrics.decided,
-    )
+    clients = build_clients(settings, rt, shared) if workers else {}
+    instance = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    processors = [
+        Processor(
+            store,
+            lambda _account: ruleset,
+            library.renderer,
+            rt.clock,
+            consumer=f"{instance}-{n}",
+            on_decided=metrics.decided,
+        )
+        for n in range(workers)
+    ]
     dispatchers = [
         Dispatcher(
             store,
@@ -152,7 +237,10 @@ def build_service(settings: Settings, runtime: Runtime | None = None) -> Service
             store.ping()
         except Exception as exc:  # any store failure means not ready
             return False, {"store": f"unreachable: {type(exc).__name__}"}
-        return True, {"store": "ok"}
+        if shared.redis is None:
+            return True, {"store": "ok"}
+        warnings = redis_health(shared.redis)["warnings"]  # persistence off, eviction on
+        return True, {"store": "ok", "warnings": warnings} if warnings else {"store": "ok"}
 
     def exposition() -> tuple[bytes, str]:
         metrics.queue_depth.set(store.depth())
@@ -166,7 +254,7 @@ def build_service(settings: Settings, runtime: Runtime | None = None) -> Service
             service_ref[0].events_arrived()
 
     app = create_app(
-        build_endpoints(settings),
+        build_endpoints(settings) if web else [],
         intake,
         ready=ready,
         metrics=exposition,
@@ -175,7 +263,7 @@ def build_service(settings: Settings, runtime: Runtime | None = None) -> Service
     )
     service = Service(
         app=app,
-        processor=processor,
+        processors=processors,
         dispatchers=dispatchers,
         reclaim=store.release_leases,
         upkeep=lambda: log.info("expired %d dedup keys", store.expire_dedup(rt.epoch())),

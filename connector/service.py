@@ -1,4 +1,4 @@
-"""The running pipeline: the processor and one dispatcher per platform, each on a thread.
+"""The running pipeline: processor loops and one dispatcher per platform, each on a thread.
 
 `Service.start` reclaims whatever a killed process left in flight, then starts the
 threads; `Service.stop` stops them, first draining (processing every queued event and
@@ -30,7 +30,7 @@ UPKEEP_SECONDS = 3600.0
 @dataclass
 class Service:
     app: Flask
-    processor: Processor
+    processors: Sequence[Processor]
     dispatchers: Sequence[Dispatcher]
     reclaim: Callable[[], int]
     upkeep: Callable[[], None]
@@ -50,7 +50,8 @@ class Service:
         reclaimed = self.reclaim()
         if reclaimed:
             log.info("reclaimed %d events a previous run left in flight", reclaimed)
-        self._spawn("dcb-processor", self._process)
+        for n, processor in enumerate(self.processors):
+            self._spawn(f"dcb-processor-{n}", self._process, processor)
         for d in self.dispatchers:
             self._spawn(f"dcb-dispatch-{d.account}-{d.platform}", self._dispatch, d)
         self._spawn("dcb-upkeep", self._upkeep)
@@ -88,9 +89,9 @@ class Service:
                 log.exception("%s failed; restarting it in 1 s", name)
                 self._stopping.wait(1.0)
 
-    def _process(self) -> None:
+    def _process(self, processor: Processor) -> None:
         while not self._stopping.is_set():
-            if self.processor.run_once(self.batch_size):
+            if processor.run_once(self.batch_size):
                 self._writes_waiting.set()
                 continue
             self._events_waiting.wait(IDLE_SECONDS)
@@ -111,7 +112,7 @@ class Service:
     def _drain(self, deadline: float) -> None:
         """Process and send everything, until nothing is left or the deadline passes."""
         while time.monotonic() < deadline:
-            busy = self.processor.run_once(self.batch_size)
+            busy = sum(p.run_once(self.batch_size) for p in self.processors)
             sent = sum(d.run_once(drain=True) for d in self.dispatchers)
             if not busy and not sent:
                 return

@@ -35,7 +35,7 @@ from connector.core.adaptive import AdaptiveRate
 from connector.core.pauses import PauseBook
 from connector.core.ports import ProfileWrite, ProvisionReport, WriteOutcome, WriteStatus
 from connector.core.properties_schema import PropertySchema, PropertySpec
-from connector.core.ratelimit import RollingWindowLimiter
+from connector.core.ratelimit import RateLimiter, RollingWindowLimiter
 from connector.core.redaction import scrub
 from connector.core.throttle import CallGate, Throttle
 
@@ -50,10 +50,12 @@ Clock = Callable[[], float]
 def hubspot_throttle(
     pauses: PauseBook, sleep: Callable[[float], None], clock: Clock,
     limit_per_10s: int = LIMIT_PER_10S,
+    limiter: RateLimiter | None = None,
 ) -> Throttle:
-    """The gate for one HubSpot account: HubSpot's exact rolling ten-second window."""
-    limiter = RollingWindowLimiter(limit_per_10s, 10.0, clock)
-    return Throttle(limiter, pauses, {API: AdaptiveRate(limit_per_10s / 10.0, clock)}, sleep)
+    """The gate for one HubSpot account: HubSpot's exact rolling ten-second window, kept in
+    this process unless a shared `limiter` (the same window, in Redis) is given."""
+    window = limiter or RollingWindowLimiter(limit_per_10s, 10.0, clock)
+    return Throttle(window, pauses, {API: AdaptiveRate(limit_per_10s / 10.0, clock)}, sleep)
 
 
 class HubSpotClient:

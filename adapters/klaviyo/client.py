@@ -26,7 +26,7 @@ from adapters.klaviyo.errors import classify
 from connector.core.adaptive import AdaptiveRate
 from connector.core.pauses import PauseBook
 from connector.core.ports import ProfileWrite, ProvisionReport, WriteOutcome, WriteStatus
-from connector.core.ratelimit import FixedWindowLimiter, LimiterByKey
+from connector.core.ratelimit import FixedWindowLimiter, LimiterByKey, RateLimiter
 from connector.core.throttle import CallGate, Throttle
 
 PROFILE_IMPORT = "profile-import"
@@ -49,15 +49,23 @@ BULK_THRESHOLD = 25
 Sleep = Callable[[float], None]
 
 
+WindowsLimiter = Callable[[Sequence[tuple[int, float]]], RateLimiter]
+
+
 def klaviyo_throttle(
-    pauses: PauseBook, sleep: Sleep, clock: Callable[[], float], scale: float = 1.0
+    pauses: PauseBook,
+    sleep: Sleep,
+    clock: Callable[[], float],
+    scale: float = 1.0,
+    windows_limiter: WindowsLimiter | None = None,
 ) -> Throttle:
-    """The gate for one Klaviyo account at `scale` times the documented limits."""
+    """The gate for one Klaviyo account at `scale` times the documented limits: fixed
+    per-second and per-minute windows per endpoint, kept in this process unless
+    `windows_limiter` builds shared ones (in Redis) from the same windows."""
     scaled = {k: (max(1, round(s * scale)), max(1, round(m * scale)))
               for k, (s, m) in RATE_LIMITS.items()}
-    limiter = LimiterByKey(
-        {k: FixedWindowLimiter([(s, 1.0), (m, 60.0)], clock) for k, (s, m) in scaled.items()}
-    )
+    build = windows_limiter or (lambda windows: FixedWindowLimiter(windows, clock))
+    limiter = LimiterByKey({k: build([(s, 1.0), (m, 60.0)]) for k, (s, m) in scaled.items()})
     rates = {k: AdaptiveRate(m / 60.0, clock) for k, (_, m) in scaled.items()}
     return Throttle(limiter, pauses, rates, sleep)
 
