@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 from prometheus_client import (
@@ -11,6 +12,8 @@ from prometheus_client import (
     Gauge,
     Histogram,
     generate_latest,
+    multiprocess,
+    values,
 )
 
 from connector.core.processing import Decided
@@ -19,6 +22,13 @@ from connector.core.storage import Settlement
 #: Acknowledgement latencies are milliseconds; delivery latencies seconds to minutes.
 ACK_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 LAG_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0)
+
+
+def enable_multiprocess(directory: str) -> None:
+    """Keep metric values in `directory`, shared by every process of `dcb web` (gunicorn
+    workers each count their own requests; a scrape of any one sums them all)."""
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
 
 
 class Metrics:
@@ -46,7 +56,9 @@ class Metrics:
             buckets=LAG_BUCKETS,
             registry=r,
         )
-        self.queue_depth = Gauge("dcb_queue_depth", "Events waiting to be processed", registry=r)
+        self.queue_depth = Gauge(
+            "dcb_queue_depth", "Events waiting to be processed", registry=r, multiprocess_mode="max"
+        )
 
     def answered(self, endpoint: str, status: int, seconds: float) -> None:
         self.requests.labels(endpoint, str(status)).inc()
@@ -64,4 +76,8 @@ class Metrics:
                 )
 
     def exposition(self) -> tuple[bytes, str]:
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+            return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry), CONTENT_TYPE_LATEST

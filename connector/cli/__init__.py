@@ -15,6 +15,7 @@ from connector.cli import blocks as blocks_command
 from connector.cli import install as install_command
 from connector.cli import ops as ops_command
 from connector.cli import rules as rules_command
+from connector.cli import scale as scale_command
 from connector.cli import serve as serve_command
 from connector.cli import simulate as simulate_command
 
@@ -24,6 +25,7 @@ COMMANDS = [
     blocks_command,
     simulate_command,
     serve_command,
+    scale_command,
     ops_command,
     install_command,
 ]

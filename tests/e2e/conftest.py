@@ -67,10 +67,18 @@ def fakes() -> Iterator[tuple[FakeHubSpotApi, FakeKlaviyoApi]]:
     klaviyo.close()
 
 
-@pytest.fixture
-def running(tmp_path: Path, fakes: tuple[FakeHubSpotApi, FakeKlaviyoApi]) -> Iterator[Running]:
+@pytest.fixture(params=["embedded", "redis"])
+def running(
+    request: pytest.FixtureRequest, tmp_path: Path, fakes: tuple[FakeHubSpotApi, FakeKlaviyoApi]
+) -> Iterator[Running]:
+    """The connector on the embedded store, and on Redis (web and two processor loops)."""
     hubspot, klaviyo = fakes
-    service = build_service(settings_for(tmp_path / "data", hubspot, klaviyo))
+    extra: dict[str, str] = {}
+    if request.param == "redis":
+        request.getfixturevalue("redis_client")  # flushed
+        extra["DCB_REDIS_URL"] = request.getfixturevalue("redis_url")
+    settings = settings_for(tmp_path / "data", hubspot, klaviyo, **extra)
+    service = build_service(settings, workers=2 if extra else 1)
     provision(service.app.extensions["dcb"]["clients"])
     service.start()
     yield Running(service, service.app.test_client(), hubspot, klaviyo)
