@@ -13,7 +13,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
+import redis
 import requests
 
 from adapters.storage.sqlite import SqlitePipelineStore
@@ -35,6 +35,7 @@ from connector.rulesets import load_ruleset_file
 from tests.fakes.fake_hubspot import FakeHubSpotApi, rate_limited
 from tests.fakes.fake_klaviyo import FakeKlaviyoApi
 from tests.fakes.http_fake import Fault, Reply, Request
+from tests.redis_server import RedisServer, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS_KEY = "chaos-key"
@@ -148,7 +149,9 @@ class Report:
     duplicates_sent: int = 0
     malformed_sent: int = 0
     kills: int = 0
+    redis_restarts: int = 0
     restarts_seconds: list[float] = field(default_factory=list)
+    redelivery_seconds: list[float] = field(default_factory=list)
     send_seconds: float = 0.0
     settle_seconds: float = 0.0
     mismatched: list[str] = field(default_factory=list)
@@ -162,8 +165,17 @@ class Report:
             f"events sent: {self.events} over {self.profiles} profiles "
             f"({self.duplicates_sent} duplicates, {self.malformed_sent} malformed)",
             f"acknowledged: {self.acknowledged}",
-            f"server SIGKILLed and restarted: {self.kills} times "
-            f"(restart to ready: {', '.join(f'{s:.1f} s' for s in self.restarts_seconds)})",
+            f"processes SIGKILLed and restarted: {self.kills} "
+            f"(restart to ready: {', '.join(f'{s:.1f} s' for s in self.restarts_seconds)}); "
+            f"Redis restarted: {self.redis_restarts}",
+            *(
+                [
+                    f"a killed worker's events redelivered after: "
+                    f"{', '.join(f'{s:.1f} s' for s in self.redelivery_seconds)}"
+                ]
+                if self.redelivery_seconds
+                else []
+            ),
             f"sending took {self.send_seconds:.1f} s; all writes settled {self.settle_seconds:.1f} s after",
             f"profiles whose final properties differ from what their events decide: {len(self.mismatched)}",
             f"profiles never written: {len(self.missing)}",
@@ -173,30 +185,26 @@ class Report:
         ]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @dataclass
 class Server:
-    port: int
+    """One `dcb` process: `serve` or `web` (with an HTTP port), or a `worker` (port None)."""
+
+    port: int | None
     env: dict[str, str]
     log: Path
+    command: tuple[str, ...] = ("serve",)
     process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> float:
-        """Start `dcb serve`; returns the seconds until it answered /readyz."""
+        """Start it; returns the seconds until it answered /readyz (0 for a worker)."""
+        args = [sys.executable, "-m", "connector.cli", *self.command]
+        if self.port is not None:
+            args += ["--port", str(self.port)]
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "connector.cli", "serve", "--port", str(self.port)],
-                env=self.env,
-                cwd=ROOT,
-                stdout=out,
-                stderr=subprocess.STDOUT,
+                args, env=self.env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT
             )
-        return self.wait_ready()
+        return 0.0 if self.port is None else self.wait_ready()
 
     def wait_ready(self) -> float:
         started = time.monotonic()
@@ -205,8 +213,9 @@ class Server:
                 if requests.get(f"http://127.0.0.1:{self.port}/readyz", timeout=1).ok:
                     return time.monotonic() - started
             except requests.RequestException:
-                time.sleep(0.05)
-        raise RuntimeError(f"dcb serve did not become ready; see {self.log}")
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"dcb {self.command[0]} did not become ready; see {self.log}")
 
     def kill(self) -> None:
         assert self.process is not None
@@ -304,15 +313,103 @@ def server_env(
     return {**env, **extra}
 
 
-def run(events: int, profiles: int, tmp: Path, *, seed: int = 7, kills: int = 2) -> Report:
+class Embedded:
+    """`dcb serve` alone; each fault SIGKILLs and restarts it."""
+
+    def __init__(self, tmp: Path, env: dict[str, str]) -> None:
+        self.server = Server(free_port(), env, tmp / "server.log")
+        self.port = self.server.port
+
+    def start(self) -> None:
+        self.server.start()
+
+    def fault(self, report: Report) -> None:
+        self.server.kill()
+        report.kills += 1
+        report.restarts_seconds.append(self.server.start())
+
+    def stop(self) -> None:
+        self.server.terminate()
+
+
+class Scaled:
+    """Redis (append-only, fsync always), `dcb web` and three `dcb worker`s. The faults, in
+    turn: SIGKILL the first worker and start a new one (three times), restart Redis."""
+
+    WORKERS = 3
+
+    def __init__(self, tmp: Path, env: dict[str, str]) -> None:
+        self.redis = RedisServer(tmp / "redis", durable=True)
+        (tmp / "redis").mkdir()
+        env = {**env, "DCB_REDIS_URL": self.redis.url}
+        self.web = Server(free_port(), env, tmp / "web.log", ("web", "--workers", "2"))
+        self.workers = [
+            Server(None, env, tmp / f"worker{n}.log", ("worker", "--concurrency", "2"))
+            for n in range(self.WORKERS)
+        ]
+        self.port = self.web.port
+        self.faults = 0
+
+    def start(self) -> None:
+        self.redis.start()
+        self.web.start()
+        for worker in self.workers:
+            worker.start()
+
+    def fault(self, report: Report) -> None:
+        self.faults += 1
+        if self.faults == 2:  # the second fault restarts Redis itself
+            started = time.monotonic()
+            self.redis.stop()
+            self.redis.start()
+            report.redis_restarts += 1
+            report.restarts_seconds.append(time.monotonic() - started)
+            return
+        victim = self.workers[0]
+        assert victim.process is not None
+        pid = victim.process.pid
+        victim.kill()
+        report.kills += 1
+        killed_at = time.monotonic()
+        victim.start()
+        report.restarts_seconds.append(0.0)
+        report.redelivery_seconds.append(_redelivered(self.redis.url, pid, killed_at))
+
+    def stop(self) -> None:
+        for server in (self.web, *self.workers):
+            server.terminate()
+        self.redis.stop()
+
+
+def _redelivered(url: str, pid: int, since: float, timeout: float = 60.0) -> float:
+    """Seconds from a worker's death until no consumer of its process holds events."""
+    client = redis.Redis.from_url(url)
+    try:
+        while time.monotonic() - since < timeout:
+            try:
+                consumers = client.xinfo_consumers("dcb:events", "workers")
+            except redis.RedisError:
+                consumers = []
+            mine = [c for c in consumers if f"-{pid}-" in str(c.get("name"))]
+            if not any(int(c.get("pending", 0)) for c in mine):
+                return time.monotonic() - since
+            time.sleep(0.2)
+    finally:
+        client.close()
+    return float("inf")
+
+
+def run(
+    events: int, profiles: int, tmp: Path, *, seed: int = 7, kills: int = 2, scaled: bool = False
+) -> Report:
     report = Report(events, profiles)
     hubspot, klaviyo = ChaosHubSpot(seed), ChaosKlaviyo(seed)
     hubspot.define_dcb_properties()
     env = server_env(tmp, hubspot, klaviyo, DCB_FLUSH_MS="20", DCB_LOG_LEVEL="WARNING")
-    server = Server(free_port(), env, tmp / "server.log")
+    cluster: Embedded | Scaled = Scaled(tmp, env) if scaled else Embedded(tmp, env)
     try:
-        server.start()
-        acked = _send_all(server, make_events(events, profiles, seed), report, kills)
+        cluster.start()
+        acked = _send_all(cluster, make_events(events, profiles, seed), report, kills)
         settled_from = time.monotonic()
         expected = expected_properties(acked, tmp)
         _await_settled(
@@ -321,26 +418,24 @@ def run(events: int, profiles: int, tmp: Path, *, seed: int = 7, kills: int = 2)
         report.settle_seconds = time.monotonic() - settled_from
         _check(hubspot, klaviyo, expected, report)
     finally:
-        server.terminate()
+        cluster.stop()
         hubspot.close()
         klaviyo.close()
     return report
 
 
 def _send_all(
-    server: Server, events: list[dict[str, Any]], report: Report, kills: int
+    cluster: Embedded | Scaled, events: list[dict[str, Any]], report: Report, faults: int
 ) -> list[dict[str, Any]]:
-    url = f"http://127.0.0.1:{server.port}/v1/events"
+    url = f"http://127.0.0.1:{cluster.port}/v1/events"
     session = requests.Session()
     headers = {"Authorization": f"Bearer {EVENTS_KEY}"}
-    kill_at = {len(events) * (k + 1) // (kills + 1) for k in range(kills)}
+    fault_at = {len(events) * (k + 1) // (faults + 1) for k in range(faults)}
     acked: dict[str, dict[str, Any]] = {}
     started = time.monotonic()
     for index, event in enumerate(events):
-        if index in kill_at:
-            server.kill()
-            report.kills += 1
-            report.restarts_seconds.append(server.start())
+        if index in fault_at:
+            cluster.fault(report)
         body = {k: v for k, v in event.items() if k != "malformed"}
         status = _post_until_answered(session, url, body, headers)
         if event.get("malformed"):
@@ -365,6 +460,9 @@ def _post_until_answered(
         try:
             response = session.post(url, data=json.dumps(body), headers=headers, timeout=10)
         except requests.RequestException:
+            time.sleep(0.1)
+            continue
+        if response.status_code >= 500:  # Redis restarting: the sender retries later
             time.sleep(0.1)
             continue
         if response.status_code == 429:

@@ -21,6 +21,16 @@ def test_nothing_acknowledged_is_lost_through_kills_and_faults(tmp_path: Path) -
     assert report.repeated_writes <= report.kills * 2 * 100
 
 
+def test_scaled_out_on_redis_through_worker_kills_and_a_redis_restart(tmp_path: Path) -> None:
+    report = run(events=1500, profiles=150, tmp=tmp_path, kills=4, scaled=True)
+    print("\n".join(report.lines()))
+    assert (report.kills, report.redis_restarts) == (3, 1)
+    assert report.missing == []
+    assert report.mismatched == []
+    assert all(s <= 30 for s in report.redelivery_seconds), report.redelivery_seconds
+    assert report.repeated_writes <= (report.kills + 1) * 2 * 100
+
+
 def test_sigterm_drains_what_was_acknowledged(tmp_path: Path) -> None:
     hubspot = ChaosHubSpot(seed=1)
     hubspot.throttle_share = hubspot.error_share = 0.0
