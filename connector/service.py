@@ -25,6 +25,9 @@ log = logging.getLogger("dcb.service")
 IDLE_SECONDS = 0.05
 #: How often expired dedup keys are swept.
 UPKEEP_SECONDS = 3600.0
+#: How often a live process renews its dispatch leases: well inside the lease (60 s), so
+#: only a dead process ever loses one, never a busy one.
+HEARTBEAT_SECONDS = 10.0
 
 
 @dataclass
@@ -55,6 +58,8 @@ class Service:
         for d in self.dispatchers:
             self._spawn(f"dcb-dispatch-{d.account}-{d.platform}", self._dispatch, d)
         self._spawn("dcb-upkeep", self._upkeep)
+        if self.dispatchers:
+            self._spawn("dcb-heartbeat", self._heartbeat)
 
     def stop(self, *, drain: bool = True, drain_seconds: float = 10.0) -> None:
         """Stop the workers; with `drain`, then finish queued events and pending writes here
@@ -104,6 +109,11 @@ class Service:
             wait = min(IDLE_SECONDS, dispatcher.waiting_for()) or 0.001
             self._writes_waiting.wait(wait)
             self._writes_waiting.clear()
+
+    def _heartbeat(self) -> None:
+        while not self._stopping.wait(HEARTBEAT_SECONDS):
+            for d in self.dispatchers:
+                d.store.keep_dispatching(d.account, d.platform)
 
     def _upkeep(self) -> None:
         while not self._stopping.wait(UPKEEP_SECONDS):

@@ -274,6 +274,13 @@ class RedisPipelineStore:
         )
         return bool(int(held))
 
+    def keep_dispatching(self, account: str, platform: str) -> bool:
+        """Take or renew the dispatch lease of (account, platform); the running process
+        calls this on a heartbeat, so a dispatcher busy in a long delivery (waiting out
+        429s, say) never loses its lease to another process that would then send newer
+        writes before the older ones in flight land."""
+        return self._dispatching(account, platform)
+
     def take_due(self, account: str, platform: str, limit: int, now: float) -> list[PendingWrite]:
         """Up to `limit` writes due now, oldest first; none when another instance holds
         the dispatch lease of (account, platform)."""

@@ -258,6 +258,10 @@ class SqlitePipelineStore:
 
     # --- delivery -------------------------------------------------------------------------
 
+    def keep_dispatching(self, account: str, platform: str) -> bool:
+        """Always True: one process owns the embedded store, so its dispatchers need no lease."""
+        return True
+
     def take_due(self, account: str, platform: str, limit: int, now: float) -> list[PendingWrite]:
         rows = (
             self._connection()

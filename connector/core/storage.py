@@ -151,6 +151,11 @@ class PipelineStore(Protocol):
         """Events queued and not yet settled."""
         ...
 
+    def keep_dispatching(self, account: str, platform: str) -> bool:
+        """Take or renew this process's right to dispatch (account, platform)'s writes;
+        False when another live process holds it. Called on a heartbeat."""
+        ...
+
     def take_due(self, account: str, platform: str, limit: int, now: float) -> list[PendingWrite]:
         """Up to `limit` pending writes due now, oldest first (they stay pending)."""
         ...
