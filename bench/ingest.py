@@ -36,8 +36,9 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.chaos.harness import Server, free_port  # noqa: E402
+from tests.chaos.harness import Server  # noqa: E402
 from tests.fakes.fake_hubspot import FakeHubSpotApi  # noqa: E402
+from tests.redis_server import RedisServer, free_port  # noqa: E402
 from webhooks.signatures import sign_hubspot_v3  # noqa: E402
 
 KEY = "bench-key"
@@ -186,10 +187,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description="ingest throughput and latency")
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--no-redis", action="store_true", help="skip dcb web + workers on Redis")
     args = parser.parse_args()
     hubspot = RecordingHubSpot()
     hubspot.define_dcb_properties()
     rows: list[tuple[str, dict[str, float]]] = []
+    end_to_end: list[tuple[str, dict[str, float]]] = []
     with tempfile.TemporaryDirectory() as tmp:
         bare_port = free_port()
         bare = subprocess.Popen([sys.executable, "-c", BARE, str(bare_port)])
@@ -218,59 +221,22 @@ def main() -> int:
         }
         server = Server(free_port(), env, Path(tmp) / "serve.log")
         server.start()
-        base = f"http://127.0.0.1:{server.port}"
-        auth = {"Authorization": f"Bearer {KEY}"}
-        rows.append(
-            (
-                "dcb serve, single first-party events",
-                hammer(
-                    args.requests,
-                    args.clients,
-                    lambda s, i: (
-                        s.post(
-                            base + "/v1/events", data=event_body(i, "one"), headers=auth
-                        ).status_code
-                    ),
-                ),
-            )
-        )
-
-        def signed(session: requests.Session, i: int) -> int:
-            body = hubspot_batch(i)
-            ts = str(int(time.time() * 1000))
-            sig = sign_hubspot_v3(SECRET, "POST", PUBLIC + "/webhooks/hubspot", body, ts)
-            return session.post(
-                base + "/webhooks/hubspot",
-                data=body,
-                headers={"X-HubSpot-Signature-v3": sig, "X-HubSpot-Request-Timestamp": ts},
-            ).status_code
-
-        drained(base)
-        batches = hammer(max(50, args.requests // 20), args.clients, signed)
-        batches["events/s"] = batches["rps"] * 100
-        rows.append(("dcb serve, signed HubSpot batches of 100", batches))
-        drained(base)
-        rows.append(
-            (
-                "dcb serve at 200 requests/s",
-                paced(
-                    1000,
-                    200.0,
-                    lambda s, i: (
-                        s.post(
-                            base + "/v1/events", data=event_body(i, "paced"), headers=auth
-                        ).status_code
-                    ),
-                ),
-            )
-        )
-        drained(base)
-        end_to_end = []
-        for rate in (8.0, 50.0):
-            drained(base)
-            time.sleep(10.0)  # the rate limit's rolling window forgets the previous runs
-            end_to_end.append(measure_end_to_end(base, auth, hubspot, rate, 10.0))
+        rows += measure("dcb serve", server.port, hubspot, args, end_to_end)
         server.terminate()
+        if not args.no_redis:
+            redis = RedisServer(Path(tmp), durable=True)
+            redis.start()
+            scaled = {**env, "DCB_REDIS_URL": redis.url}
+            web = Server(free_port(), scaled, Path(tmp) / "web.log", ("web", "--workers", "2"))
+            workers = [
+                Server(None, scaled, Path(tmp) / f"worker{n}.log", ("worker",)) for n in range(2)
+            ]
+            for process in (web, *workers):
+                process.start()
+            rows += measure("dcb web + 2 workers, Redis", web.port, hubspot, args, end_to_end)
+            for process in (web, *workers):
+                process.terminate()
+            redis.stop()
     hubspot.close()
     bare_rps = rows[0][1]["rps"]
     print(f"{'run':45} {'req/s':>9} {'events/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'vs bare':>8}")
@@ -279,16 +245,69 @@ def main() -> int:
             f"{name:45} {r['rps']:9.0f} {r.get('events/s', r['rps']):9.0f} {r['p50']:8.2f} "
             f"{r['p99']:8.2f} {r['rps'] / bare_rps:8.2f}"
         )
-    for e2e in end_to_end:
+    for label, e2e in end_to_end:
         print(
-            f"end to end (request -> property at the fake HubSpot), {e2e['n']:.0f} events at "
-            f"{e2e['rate']:.0f}/s: p50 {e2e['p50']:.1f} ms, p99 {e2e['p99']:.1f} ms"
+            f"{label}: end to end (request -> property at the fake HubSpot), {e2e['n']:.0f} "
+            f"events at {e2e['rate']:.0f}/s: p50 {e2e['p50']:.1f} ms, p99 {e2e['p99']:.1f} ms"
         )
     return 0
 
 
+def measure(
+    label: str,
+    port: int | None,
+    hubspot: RecordingHubSpot,
+    args: argparse.Namespace,
+    end_to_end: list[tuple[str, dict[str, float]]],
+) -> list[tuple[str, dict[str, float]]]:
+    """Single events, signed batches, a steady 200 requests/s, and end to end, on one target."""
+    base = f"http://127.0.0.1:{port}"
+    auth = {"Authorization": f"Bearer {KEY}"}
+    tag = label.split()[1]
+    rows: list[tuple[str, dict[str, float]]] = []
+
+    def single(session: requests.Session, i: int) -> int:
+        body = event_body(i, f"{tag}-one")
+        return session.post(base + "/v1/events", data=body, headers=auth).status_code
+
+    def signed(session: requests.Session, i: int) -> int:
+        body = hubspot_batch(i)
+        ts = str(int(time.time() * 1000))
+        sig = sign_hubspot_v3(SECRET, "POST", PUBLIC + "/webhooks/hubspot", body, ts)
+        return session.post(
+            base + "/webhooks/hubspot",
+            data=body,
+            headers={"X-HubSpot-Signature-v3": sig, "X-HubSpot-Request-Timestamp": ts},
+        ).status_code
+
+    def steady(session: requests.Session, i: int) -> int:
+        body = event_body(i, f"{tag}-paced")
+        return session.post(base + "/v1/events", data=body, headers=auth).status_code
+
+    rows.append(
+        (f"{label}, single first-party events", hammer(args.requests, args.clients, single))
+    )
+    drained(base)
+    batches = hammer(max(50, args.requests // 20), args.clients, signed)
+    batches["events/s"] = batches["rps"] * 100
+    rows.append((f"{label}, signed HubSpot batches of 100", batches))
+    drained(base)
+    rows.append((f"{label} at 200 requests/s", paced(1000, 200.0, steady)))
+    for rate in (8.0, 50.0):
+        drained(base)
+        time.sleep(10.0)  # the rate limit's rolling window forgets the previous runs
+        e2e = measure_end_to_end(base, auth, hubspot, rate, 10.0, tag)
+        end_to_end.append((label, e2e))
+    return rows
+
+
 def measure_end_to_end(
-    base: str, auth: dict[str, str], hubspot: RecordingHubSpot, rate: float, seconds: float
+    base: str,
+    auth: dict[str, str],
+    hubspot: RecordingHubSpot,
+    rate: float,
+    seconds: float,
+    tag: str,
 ) -> dict[str, float]:
     """Events for new profiles at `rate` per second for `seconds`."""
     sent: dict[str, float] = {}
@@ -297,11 +316,11 @@ def measure_end_to_end(
     start = time.perf_counter()
     for i in range(count):
         time.sleep(max(0.0, start + i / rate - time.perf_counter()))
-        email = f"e2e{rate:.0f}-{i}@example.com"
+        email = f"e2e-{tag}-{rate:.0f}-{i}@example.com"
         body = json.dumps(
             {
                 "type": "cart_updated",
-                "event_id": f"e2e{rate:.0f}-{i}",
+                "event_id": f"e2e-{tag}-{rate:.0f}-{i}",
                 "profile": {"email": email},
                 "occurred_at": datetime.now(UTC).isoformat(),
                 "properties": {"cart_value": 42.0},
