@@ -258,13 +258,18 @@ return {'ok', ''}
 
 MARK_SENDING = """
 local lease, me, ms = KEYS[1], ARGV[1], ARGV[2]
-if lease ~= '' and redis.call('GET', lease) == me then redis.call('PEXPIRE', lease, ms) end
+if lease ~= '' then
+  if redis.call('GET', lease) ~= me then return {} end
+  redis.call('PEXPIRE', lease, ms)
+end
+local marked = {}
 for i = 3, #ARGV, 2 do
   if redis.call('HGET', ARGV[i], 'v') == ARGV[i + 1] then
     redis.call('HSET', ARGV[i], 'sv', ARGV[i + 1])
+    table.insert(marked, (i - 1) / 2)
   end
 end
-return 1
+return marked
 """
 
 # The dispatch lease: one store instance at a time sends an account's writes to a

@@ -335,14 +335,15 @@ class RedisPipelineStore:
         first = self.client.zrange(self.keys.due(account, platform), 0, 0, withscores=True)
         return float(first[0][1]) if first else None
 
-    def mark_sending(self, writes: Sequence[PendingWrite]) -> None:
+    def mark_sending(self, writes: Sequence[PendingWrite]) -> list[PendingWrite]:
         if not writes:
-            return
+            return []
         w0 = writes[0]
         args: list[Any] = [self.instance, self.dispatch_lease_ms]
         for w in writes:
             args += [self.keys.pending(w.account, w.platform, w.profile_key), str(w.version)]
-        self._scripts.mark_sending([self.keys.dispatch(w0.account, w0.platform)], args)
+        marked = self._scripts.mark_sending([self.keys.dispatch(w0.account, w0.platform)], args)
+        return [writes[int(n) - 1] for n in cast(list[Any], marked)]
 
     def settle(self, settlements: Sequence[Settlement], now: float) -> None:
         rows = [self._settlement(s, now) for s in settlements]

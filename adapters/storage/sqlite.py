@@ -239,13 +239,18 @@ class SqlitePipelineStore:
         for write in update.writes:
             _coalesce(db, account, key, write, now)
 
-    def mark_sending(self, writes: Sequence[PendingWrite]) -> None:
+    def mark_sending(self, writes: Sequence[PendingWrite]) -> list[PendingWrite]:
+        marked = []
         with self._transaction() as db:
-            db.executemany(
-                "UPDATE pending SET sending_version = version "
-                "WHERE account = ? AND platform = ? AND profile_key = ? AND version = ?",
-                [(w.account, w.platform, w.profile_key, w.version) for w in writes],
-            )
+            for w in writes:
+                cursor = db.execute(
+                    "UPDATE pending SET sending_version = version "
+                    "WHERE account = ? AND platform = ? AND profile_key = ? AND version = ?",
+                    (w.account, w.platform, w.profile_key, w.version),
+                )
+                if cursor.rowcount == 1:
+                    marked.append(w)
+        return marked
 
     def erase(self, account: str, profile_key: str) -> None:
         """Forget a profile: its context, identity links, pending and written properties."""

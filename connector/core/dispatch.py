@@ -54,8 +54,10 @@ class Dispatcher:
             return 0
         if len(due) < self.max_batch and not drain and self._wait(due, now) > 0:
             return 0
+        due = self.store.mark_sending(due)
+        if not due:  # all replaced or cancelled since they were read
+            return 0
         self._last_call = now
-        self.store.mark_sending(due)
         outcomes = self.deliver([_profile_write(w) for w in due])
         settled_at = self.clock()
         settlements = [

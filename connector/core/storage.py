@@ -139,8 +139,10 @@ class PipelineStore(Protocol):
         """
         ...
 
-    def mark_sending(self, writes: Sequence[PendingWrite]) -> None:
-        """Note that these versions are being sent (a cancel must not overtake them)."""
+    def mark_sending(self, writes: Sequence[PendingWrite]) -> list[PendingWrite]:
+        """Note that these versions are being sent (a cancel must not overtake them), and
+        return those still current: a write replaced or cancelled since `take_due` read it
+        is left out and must not be sent (so a stale set never lands after a newer one)."""
         ...
 
     def erase(self, account: str, profile_key: str) -> None:

@@ -102,7 +102,7 @@ def waiting(store: Store) -> list[str]:
 
 def send(store: Store) -> PendingWrite:
     [pending] = store.take_due("default", "hubspot", 10, 1e12)
-    store.mark_sending([pending])
+    assert store.mark_sending([pending]) == [pending]
     return pending
 
 
@@ -126,6 +126,20 @@ def test_a_decision_in_flight_is_followed_by_the_newer_one(store: Store) -> None
     assert waiting(store) == ["two"]  # the newer one survived the older one's settlement
     store.settle([Settlement(send(store), "written")], T + 3)
     assert waiting(store) == []
+
+
+def test_a_write_cancelled_after_it_was_read_is_not_sent(store: Store) -> None:
+    decide(store, "one")
+    store.settle([Settlement(send(store), "written")], T)
+    decide(store, "two", T + 1)
+    [read] = store.take_due("default", "hubspot", 10, 1e12)
+    decide(store, "one", T + 2)  # back to what the platform has, before "two" was marked
+    assert store.mark_sending([read]) == []  # so the stale "two" never goes out
+    decide(store, "three", T + 3)
+    [replaced] = store.take_due("default", "hubspot", 10, 1e12)
+    decide(store, "four", T + 4)
+    assert store.mark_sending([replaced]) == []
+    assert waiting(store) == ["four"]
 
 
 def test_what_the_platform_has_is_not_written_again(store: Store) -> None:
