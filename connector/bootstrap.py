@@ -212,6 +212,7 @@ def build_service(
             library.renderer,
             rt.clock,
             consumer=f"{instance}-{n}",
+            abandon_after=settings.abandon_after,
             on_decided=metrics.decided,
         )
         for n in range(workers)
@@ -269,6 +270,7 @@ def build_service(
         upkeep=lambda: log.info("expired %d dedup keys", store.expire_dedup(rt.epoch())),
         close=store.close,
         status=lambda: store.status(rt.epoch()),
+        fire_timers=lambda: store.fire_timers(rt.epoch()),
     )
     service_ref.append(service)
     app.extensions["dcb"] = {"service": service, "store": store, "clients": clients}

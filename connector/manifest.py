@@ -28,7 +28,7 @@ from connector.core.properties_schema import (
 )
 
 MANIFEST_FILE = "manifest.json"
-SETTING_TYPES = ("path", "url", "string", "list", "integer", "boolean", "mapping")
+SETTING_TYPES = ("path", "url", "string", "list", "integer", "boolean", "mapping", "duration")
 
 
 class ManifestError(ValueError):

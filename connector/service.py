@@ -25,6 +25,9 @@ log = logging.getLogger("dcb.service")
 IDLE_SECONDS = 0.05
 #: How often expired dedup keys are swept.
 UPKEEP_SECONDS = 3600.0
+#: How often due abandonment timers are looked for: a `cart_abandoned` event is queued at
+#: most this late after its window ends.
+TIMER_SECONDS = 0.25
 #: How often a live process renews its dispatch leases: well inside the lease (60 s), so
 #: only a dead process ever loses one, never a busy one.
 HEARTBEAT_SECONDS = 10.0
@@ -39,6 +42,7 @@ class Service:
     upkeep: Callable[[], None]
     close: Callable[[], None]
     status: Callable[[], dict[str, Any]]
+    fire_timers: Callable[[], int] = lambda: 0
     batch_size: int = 500
     _stopping: threading.Event = field(default_factory=threading.Event)
     _events_waiting: threading.Event = field(default_factory=threading.Event)
@@ -55,6 +59,8 @@ class Service:
             log.info("reclaimed %d events a previous run left in flight", reclaimed)
         for n, processor in enumerate(self.processors):
             self._spawn(f"dcb-processor-{n}", self._process, processor)
+        if self.processors:
+            self._spawn("dcb-timers", self._timers)
         for d in self.dispatchers:
             self._spawn(f"dcb-dispatch-{d.account}-{d.platform}", self._dispatch, d)
         self._spawn("dcb-upkeep", self._upkeep)
@@ -109,6 +115,11 @@ class Service:
             wait = min(IDLE_SECONDS, dispatcher.waiting_for()) or 0.001
             self._writes_waiting.wait(wait)
             self._writes_waiting.clear()
+
+    def _timers(self) -> None:
+        while not self._stopping.wait(TIMER_SECONDS):
+            if self.fire_timers():
+                self._events_waiting.set()
 
     def _heartbeat(self) -> None:
         while not self._stopping.wait(HEARTBEAT_SECONDS):

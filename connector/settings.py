@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from connector.core.durations import parse_duration
 from connector.core.events import EventType
 
 DEFAULT_KLAVIYO_API_URL = "https://a.klaviyo.com"
@@ -68,6 +70,7 @@ class Settings:
         default_factory=lambda: dict(DEFAULT_PROPERTY_EVENTS)
     )
     events_api_keys: tuple[Secret, ...] = ()
+    abandon_after: timedelta = timedelta(minutes=30)
     flush_ms: int = 50
     queue_limit: int = 100_000
     log_level: str = "INFO"
@@ -132,6 +135,16 @@ class _Reader:
             self.problems.append(f"{name} must be an http(s) URL, got {raw!r}")
         return raw.rstrip("/")
 
+    def duration(self, name: str, default: timedelta) -> timedelta:
+        raw = self.text(name)
+        if raw is None:
+            return default
+        try:
+            return parse_duration(raw)
+        except ValueError as exc:
+            self.problems.append(f"{name}: {exc}")
+            return default
+
     def redis_url(self) -> str | None:
         raw = self.text("DCB_REDIS_URL")
         if raw is not None and urlsplit(raw).scheme not in {"redis", "rediss", "unix"}:
@@ -190,6 +203,7 @@ class _Reader:
             hubspot_allow_legacy_signatures=self.flag("DCB_HUBSPOT_ALLOW_LEGACY_SIGNATURES"),
             hubspot_property_events=self.property_events(),
             events_api_keys=_secrets(self.text("DCB_EVENTS_API_KEY")),
+            abandon_after=self.duration("DCB_ABANDON_AFTER", timedelta(minutes=30)),
             flush_ms=self.number("DCB_FLUSH_MS", 50, 0, 60_000),
             queue_limit=self.number("DCB_QUEUE_LIMIT", 100_000, 1, 100_000_000),
             log_level=(self.text("DCB_LOG_LEVEL") or "INFO").upper(),

@@ -72,6 +72,15 @@ class RedisKeys:
         return f"{self.prefix}:attempts"
 
     @property
+    def timers(self) -> str:
+        """Sorted set: armed timers' hash keys, scored by when they fire."""
+        return f"{self.prefix}:timers"
+
+    def timer(self, account: str, profile_key: str) -> str:
+        """Hash: what a profile's armed timer queues when it fires (the enqueue fields)."""
+        return f"{self.account(account)}:timer:{profile_key}"
+
+    @property
     def accounts(self) -> str:
         return f"{self.prefix}:accounts"
 

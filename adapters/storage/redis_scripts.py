@@ -84,6 +84,33 @@ return {accepted, duplicates}
 """
 )
 
+# Fire due timers: each queued exactly as `ENQUEUE` queues an event (dedup, stream entry,
+# counters) and disarmed, in this one script, so a timer fires once however many
+# processes call it at the same moment.
+FIRE_TIMERS = (
+    _GROUP
+    + """
+local stream, accounts, timers = KEYS[1], KEYS[2], KEYS[3]
+local group, ttl, now, limit = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+ensure_group(stream, group)
+local fired = 0
+for _, key in ipairs(redis.call('ZRANGEBYSCORE', timers, '-inf', now, 'LIMIT', 0, limit)) do
+  local t = redis.call('HGETALL', key)
+  local f = {}
+  for i = 1, #t, 2 do f[t[i]] = t[i + 1] end
+  if f['dedup'] and redis.call('SET', f['dedup'], '1', 'NX', 'EX', ttl) then
+    redis.call('XADD', stream, '*', 'a', f['a'], 'e', f['e'], 'p', f['p'], 'i', f['i'], 't', now)
+    redis.call('INCR', f['queued'])
+    redis.call('SADD', accounts, f['a'])
+  end
+  redis.call('ZREM', timers, key)
+  redis.call('DEL', key)
+  fired = fired + 1
+end
+return fired
+"""
+)
+
 RELEASE = (
     _GROUP
     + _RELEASE
@@ -390,6 +417,7 @@ class StoreScripts:
         self.claim: Script = client.register_script(CLAIM)
         self.commit: Script = client.register_script(COMMIT)
         self.mark_sending: Script = client.register_script(MARK_SENDING)
+        self.fire_timers: Script = client.register_script(FIRE_TIMERS)
         self.dispatch_lease: Script = client.register_script(DISPATCH_LEASE)
         self.settle: Script = client.register_script(SETTLE)
         self.erase: Script = client.register_script(ERASE)

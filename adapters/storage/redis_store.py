@@ -62,6 +62,7 @@ from connector.core.storage import (
     PendingWrite,
     ProfileUpdate,
     Settlement,
+    Timer,
 )
 
 
@@ -273,6 +274,37 @@ class RedisPipelineStore:
             [self.instance, self.dispatch_lease_ms, k.pending(account, platform, "")],
         )
         return bool(int(held))
+
+    def set_timer(self, account: str, profile_key: str, timer: Timer) -> None:
+        key = self.keys.timer(account, profile_key)
+        fields: dict[str, str] = {
+            "dedup": self.keys.dedup(account, timer.dedup_key),
+            "a": account,
+            "queued": self.keys.queued(account),
+            "e": _dumps(dict(timer.event)),
+            "p": ",".join(timer.platforms),
+            "i": _dumps(lock_names(timer.event)),
+        }
+        pipe = self.client.pipeline(transaction=True)
+        pipe.delete(key)
+        pipe.hset(key, mapping=cast(Any, fields))
+        pipe.zadd(self.keys.timers, {key: timer.fire_at})
+        pipe.execute()
+
+    def clear_timer(self, account: str, profile_key: str) -> None:
+        key = self.keys.timer(account, profile_key)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.zrem(self.keys.timers, key)
+        pipe.delete(key)
+        pipe.execute()
+
+    def fire_timers(self, now: float, limit: int = 500) -> int:
+        k = self.keys
+        fired = self._scripts.fire_timers(
+            [k.events, k.accounts, k.timers],
+            [self.group, c.DEDUP_TTL_SECONDS, repr(now), limit],
+        )
+        return int(fired)
 
     def keep_dispatching(self, account: str, platform: str) -> bool:
         """Take or renew the dispatch lease of (account, platform); the running process

@@ -28,6 +28,7 @@ from connector.core.storage import (
     PendingWrite,
     ProfileUpdate,
     Settlement,
+    Timer,
 )
 
 #: How long a claimed event stays leased to a worker before another may take it. A
@@ -262,6 +263,49 @@ class SqlitePipelineStore:
                 )
 
     # --- delivery -------------------------------------------------------------------------
+
+    def set_timer(self, account: str, profile_key: str, timer: Timer) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO timers (account, profile_key, fire_at, dedup_key, event, platforms) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (account, profile_key) DO UPDATE SET "
+                "fire_at = excluded.fire_at, dedup_key = excluded.dedup_key, "
+                "event = excluded.event, platforms = excluded.platforms",
+                (
+                    account,
+                    profile_key,
+                    timer.fire_at,
+                    timer.dedup_key,
+                    _dumps(dict(timer.event)),
+                    ",".join(timer.platforms),
+                ),
+            )
+
+    def clear_timer(self, account: str, profile_key: str) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "DELETE FROM timers WHERE account = ? AND profile_key = ?", (account, profile_key)
+            )
+
+    def fire_timers(self, now: float, limit: int = 500) -> int:
+        with self._transaction() as db:
+            rows = db.execute(
+                "SELECT account, profile_key, dedup_key, event, platforms FROM timers "
+                "WHERE fire_at <= ? ORDER BY fire_at LIMIT ?",
+                (now, limit),
+            ).fetchall()
+            items = [
+                Inbound(r[0], r[2], json.loads(r[3]), tuple(p for p in r[4].split(",") if p))
+                for r in rows
+            ]
+            result = self._insert(db, items, now)
+            db.executemany(
+                "DELETE FROM timers WHERE account = ? AND profile_key = ?",
+                [(r[0], r[1]) for r in rows],
+            )
+        with self._depth_lock:
+            self._depth += result.accepted
+        return len(rows)
 
     def keep_dispatching(self, account: str, platform: str) -> bool:
         """Always True: one process owns the embedded store, so its dispatchers need no lease."""

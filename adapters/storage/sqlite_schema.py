@@ -73,6 +73,16 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     failed_at REAL NOT NULL,
     attempts INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS timers (
+    account TEXT NOT NULL,
+    profile_key TEXT NOT NULL,
+    fire_at REAL NOT NULL,
+    dedup_key TEXT NOT NULL,
+    event TEXT NOT NULL,
+    platforms TEXT NOT NULL,
+    PRIMARY KEY (account, profile_key)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS timers_due ON timers (fire_at);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 

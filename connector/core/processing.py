@@ -12,15 +12,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from connector.core.abandonment import DEFAULT_ABANDON_AFTER, Arm, Disarm, timer_for
 from connector.core.context import fold, view
 from connector.core.events import Event, EventError, parse_event, parse_time
 from connector.core.intake import ERASE, REDECIDE
 from connector.core.properties import build_properties, fingerprint
 from connector.core.rules import RuleSet, decide
-from connector.core.storage import Claimed, PendingWrite, PipelineStore, ProfileUpdate
+from connector.core.storage import Claimed, PendingWrite, PipelineStore, ProfileUpdate, Timer
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,7 @@ class Processor:
     renderer: Renderer
     clock: Callable[[], datetime]
     consumer: str = "processor"
+    abandon_after: timedelta = DEFAULT_ABANDON_AFTER  # the account's; a rule set's wins
     on_decided: Callable[[Decided], None] = field(default=lambda _outcome: None)
 
     def run_once(self, limit: int = 200) -> int:
@@ -105,6 +107,26 @@ class Processor:
             self.store.erase(item.account, key)
             log.info("erased profile %s of account %s at the platform's request", key, item.account)
         self.store.commit([], [item.id], now.timestamp())
+
+    def _rearm(
+        self,
+        account: str,
+        key: str,
+        events: Sequence[Event],
+        context: Mapping[str, Any],
+        platforms: tuple[str, ...],
+        ruleset: RuleSet,
+    ) -> None:
+        """Arm, re-arm or disarm the profile's abandonment timer. Done before the commit
+        that settles these events: a crash in between only repeats the same change."""
+        change = timer_for(events, context, ruleset.abandon_after or self.abandon_after)
+        if isinstance(change, Arm):
+            timer = Timer(
+                change.fire_at.timestamp(), str(change.event["event_id"]), change.event, platforms
+            )
+            self.store.set_timer(account, key, timer)
+        elif isinstance(change, Disarm):
+            self.store.clear_timer(account, key)
 
     def _by_profile(self, claimed: Sequence[Claimed]) -> dict[tuple[str, str], list[_Item]]:
         """Events grouped by profile, identity links within the batch included."""
@@ -156,6 +178,8 @@ class Processor:
             log.info("nothing to decide for %s: no context (erased?)", key)
             return None
         ruleset = self.ruleset_for(account)
+        platforms = sorted({p for item in items for p in item.platforms})
+        self._rearm(account, key, events, context, tuple(platforms), ruleset)
         event = parse_event(context["last_event"], received_at=now)
         decision = decide(ruleset, event, context, now)
         profile = view(context, now, new_for=ruleset.new_for)
@@ -163,7 +187,6 @@ class Processor:
         properties = build_properties(decision, rendered.outputs, now, block=rendered.block_id)
         identifiers: dict[str, str] = dict(context.get("identifiers") or {})
         digest = fingerprint(properties)
-        platforms = sorted({p for item in items for p in item.platforms})
         writes = []
         for platform in platforms:
             if not any(k in identifiers for k in PLATFORM_IDENTIFIERS.get(platform, ())):

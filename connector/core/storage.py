@@ -100,6 +100,16 @@ class DeadLetter:
 
 
 @dataclass(frozen=True, slots=True)
+class Timer:
+    """An armed timer: at `fire_at` (epoch seconds) `event` is queued for `platforms`."""
+
+    fire_at: float
+    dedup_key: str
+    event: Mapping[str, Any]
+    platforms: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class ProfileUpdate:
     """Everything one commit changes for one profile."""
 
@@ -151,6 +161,20 @@ class PipelineStore(Protocol):
 
     def depth(self) -> int:
         """Events queued and not yet settled."""
+        ...
+
+    def set_timer(self, account: str, profile_key: str, timer: Timer) -> None:
+        """Arm (or re-arm) the profile's timer; it replaces any armed before."""
+        ...
+
+    def clear_timer(self, account: str, profile_key: str) -> None:
+        """Disarm the profile's timer, if one is armed."""
+        ...
+
+    def fire_timers(self, now: float, limit: int = 500) -> int:
+        """Queue the events of every timer due by `now` and disarm them, in one atomic step
+        per timer (a timer fires once, whatever the number of processes calling this);
+        returns how many fired."""
         ...
 
     def keep_dispatching(self, account: str, platform: str) -> bool:

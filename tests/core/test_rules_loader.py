@@ -85,10 +85,11 @@ def test_json_is_accepted() -> None:
 def test_the_example_loads_with_defaults_filled_in() -> None:
     rules = ruleset(example_text())
     assert [r.id for r in rules.all_rules()] == [
-        "premium-offer", "onboarding", "loyalty", "nyc", "nyc-weekend"]  # fmt: skip
+        "cart-abandoned", "premium-offer", "onboarding", "loyalty", "nyc", "nyc-weekend"]  # fmt: skip
     assert rules.delayed_data.block == "back_soon"
-    assert rules.rules[0].choice is not None
-    assert rules.rules[0].choice.params["window"] == "today only"  # a declared default
+    assert rules.rules[1].choice is not None
+    assert rules.rules[1].choice.params["window"] == "today only"  # a declared default
+    assert rules.abandon_after is None  # the account's DCB_ABANDON_AFTER applies
     assert rules.timezone == "America/New_York"
 
 

@@ -72,13 +72,30 @@ def running(
     request: pytest.FixtureRequest, tmp_path: Path, fakes: tuple[FakeHubSpotApi, FakeKlaviyoApi]
 ) -> Iterator[Running]:
     """The connector on the embedded store, and on Redis (web and two processor loops)."""
+    yield from start(request, tmp_path, fakes)
+
+
+@pytest.fixture(params=["embedded", "redis"])
+def abandoning(
+    request: pytest.FixtureRequest, tmp_path: Path, fakes: tuple[FakeHubSpotApi, FakeKlaviyoApi]
+) -> Iterator[Running]:
+    """The same, with a two-second cart abandonment window."""
+    yield from start(request, tmp_path, fakes, DCB_ABANDON_AFTER="2s")
+
+
+def start(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    fakes: tuple[FakeHubSpotApi, FakeKlaviyoApi],
+    **env: str,
+) -> Iterator[Running]:
     hubspot, klaviyo = fakes
-    extra: dict[str, str] = {}
+    extra: dict[str, str] = dict(env)
     if request.param == "redis":
         request.getfixturevalue("redis_client")  # flushed
         extra["DCB_REDIS_URL"] = request.getfixturevalue("redis_url")
     settings = settings_for(tmp_path / "data", hubspot, klaviyo, **extra)
-    service = build_service(settings, workers=2 if extra else 1)
+    service = build_service(settings, workers=2 if "DCB_REDIS_URL" in extra else 1)
     provision(service.app.extensions["dcb"]["clients"])
     service.start()
     yield Running(service, service.app.test_client(), hubspot, klaviyo)

@@ -193,3 +193,27 @@ def test_health_ready_and_metrics(running: Running) -> None:
     assert running.client.get("/healthz").status_code == 200
     assert running.client.get("/readyz").json["store"] == "ok"
     assert b"dcb_requests" in running.client.get("/metrics").data
+
+
+def test_an_abandoned_cart_reaches_the_platform_within_the_window_and_a_second(
+    abandoning: Running,
+) -> None:
+    event = {
+        "type": "checkout_started",
+        "event_id": "ab-1",
+        "occurred_at": datetime.now(UTC).isoformat(),
+        "profile": {"email": "abby@example.com"},
+        "properties": {"cart_value": 40.0, "checkout_url": "https://shop.example/c/ab"},
+    }
+    sent = time.monotonic()
+    response = abandoning.client.post(
+        "/v1/events", json=event, headers={"Authorization": f"Bearer {EVENTS_KEY}"}
+    )
+    assert response.status_code == 202
+
+    def abandoned() -> bool:
+        contact = abandoning.hubspot.by_email("abby@example.com")
+        return bool(contact and contact.properties.get("dcb_block") == "cart_abandonment")
+
+    abandoning.wait_for(abandoned, timeout=6.0)
+    assert time.monotonic() - sent <= 2.0 + 1.0

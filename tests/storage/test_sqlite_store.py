@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from adapters.storage.sqlite import LEASE_SECONDS, SqlitePipelineStore
-from connector.core.storage import Settlement
+from connector.core.storage import Settlement, Timer
 from tests.storage.test_store_contract import T, decide, inbound, send, waiting
 
 
@@ -63,4 +63,17 @@ def test_state_survives_reopening(tmp_path: Path) -> None:
     second = SqlitePipelineStore(path)
     assert [c.event["event_id"] for c in second.claim("w", 10, T)] == ["a"]
     assert second.enqueue([inbound("a")], T).duplicates == 1
+    second.close()
+
+
+def test_an_armed_timer_survives_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "dcb.sqlite3"
+    first = SqlitePipelineStore(path)
+    event = {"type": "cart_abandoned", "event_id": "abandoned:c1", "profile": {"email": "a@x.y"}}
+    first.set_timer("default", "email:a@x.y", Timer(T + 60, "abandoned:c1", event, ("hubspot",)))
+    first.close()
+    second = SqlitePipelineStore(path)
+    assert second.fire_timers(T + 59) == 0
+    assert second.fire_timers(T + 61) == 1
+    assert [c.event["type"] for c in second.claim("w", 10, T + 61)] == ["cart_abandoned"]
     second.close()
