@@ -79,8 +79,9 @@ def hubspot(n: int) -> None:
         api.define_dcb_properties()
         pauses = Pauses(time.monotonic)
         gate = hubspot_throttle(pauses, time.sleep, time.monotonic)
-        client = HubSpotClient("pat-bench", base_url=api.base_url, gate=gate,
-                               schema=load_manifest().property_schema)
+        client = HubSpotClient(
+            "pat-bench", base_url=api.base_url, gate=gate, schema=load_manifest().property_schema
+        )
         elapsed = run(client, pauses, decided(n))
         calls = len(api.batch_calls())
         ceiling = LIMIT_PER_10S / 10 * 100
