@@ -303,6 +303,9 @@ def server_env(
     """The environment for `dcb serve` against these fakes (no DCB_* leaks in from ours)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DCB_")}
     env.update(
+        # The events are an hour old: a 30-minute abandonment window would fire timers the
+        # oracle does not model. Abandonment has tests of its own (tests/storage, tests/e2e).
+        DCB_ABANDON_AFTER="30d",
         DCB_DATA_DIR=str(tmp / "data"),
         DCB_EVENTS_API_KEY=EVENTS_KEY,
         DCB_HUBSPOT_ACCESS_TOKEN=hubspot.token,
