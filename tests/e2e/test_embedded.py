@@ -6,7 +6,9 @@ import json
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+from connector.bootstrap import build_service
 from tests.e2e.conftest import (
     EVENTS_KEY,
     FLOW_TOKEN,
@@ -14,6 +16,7 @@ from tests.e2e.conftest import (
     KLAVIYO_SECRET,
     PUBLIC_URL,
     Running,
+    settings_for,
 )
 from webhooks.signatures import sign_hubspot_v3, sign_klaviyo
 
@@ -217,3 +220,20 @@ def test_an_abandoned_cart_reaches_the_platform_within_the_window_and_a_second(
 
     abandoning.wait_for(abandoned, timeout=6.0)
     assert time.monotonic() - sent <= 2.0 + 1.0
+
+
+def test_a_full_queue_answers_429_with_retry_after(tmp_path: Path, fakes: Any) -> None:
+    hubspot, klaviyo = fakes
+    settings = settings_for(tmp_path / "data", hubspot, klaviyo, DCB_QUEUE_LIMIT="1")
+    service = build_service(settings, workers=0)  # nothing drains the queue
+    client = service.app.test_client()
+    auth = {"Authorization": f"Bearer {EVENTS_KEY}"}
+    first = {"type": "cart_updated", "event_id": "q1", "profile": {"email": "q@example.com"}}
+    assert client.post("/v1/events", json=first, headers=auth).status_code == 202
+    full = client.post("/v1/events", json={**first, "event_id": "q2"}, headers=auth)
+    assert full.status_code == 429 and full.headers["Retry-After"] == "5"
+    body = json.dumps({"objectId": 101, "email": "q@example.com", "properties": {}}).encode()
+    path = "/webhooks/hubspot/workflow"
+    workflow = client.post(path, data=body, headers=hubspot_headers(path, body))
+    assert workflow.status_code == 429 and workflow.headers["Retry-After"] == "5000"  # ms
+    service.close()
