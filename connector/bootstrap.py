@@ -269,7 +269,6 @@ def build_service(
         reclaim=store.release_leases,
         upkeep=lambda: log.info("expired %d dedup keys", store.expire_dedup(rt.epoch())),
         close=store.close,
-        status=lambda: store.status(rt.epoch()),
         fire_timers=lambda: store.fire_timers(rt.epoch()),
     )
     service_ref.append(service)

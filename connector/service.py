@@ -41,7 +41,6 @@ class Service:
     reclaim: Callable[[], int]
     upkeep: Callable[[], None]
     close: Callable[[], None]
-    status: Callable[[], dict[str, Any]]
     fire_timers: Callable[[], int] = lambda: 0
     batch_size: int = 500
     _stopping: threading.Event = field(default_factory=threading.Event)

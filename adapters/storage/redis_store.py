@@ -362,11 +362,6 @@ class RedisPipelineStore:
         firsts = [float(f) for f in pipe.execute() if f is not None]
         return min(firsts) if firsts else None
 
-    def next_due_at(self, account: str, platform: str) -> float | None:
-        """When the earliest pending write (due or not) is due, or None when none waits."""
-        first = self.client.zrange(self.keys.due(account, platform), 0, 0, withscores=True)
-        return float(first[0][1]) if first else None
-
     def mark_sending(self, writes: Sequence[PendingWrite]) -> list[PendingWrite]:
         if not writes:
             return []

@@ -341,18 +341,6 @@ class SqlitePipelineStore:
         )
         return None if row is None or row[0] is None else float(row[0])
 
-    def next_due_at(self, account: str, platform: str) -> float | None:
-        """When the earliest pending write (due or not) is due, or None when none waits."""
-        row = (
-            self._connection()
-            .execute(
-                "SELECT min(due_at) FROM pending WHERE account = ? AND platform = ?",
-                (account, platform),
-            )
-            .fetchone()
-        )
-        return None if row is None or row[0] is None else float(row[0])
-
     def settle(self, settlements: Sequence[Settlement], now: float) -> None:
         with self._transaction() as db:
             for s in settlements:

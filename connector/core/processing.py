@@ -59,7 +59,7 @@ class Decided:
     profile_key: str
     block: str
     rule_id: str | None
-    queued_for: tuple[str, ...]
+    platforms: tuple[str, ...]  # written to these unless a platform already has the set
 
 
 @dataclass
