@@ -12,7 +12,7 @@ import random
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -39,10 +39,12 @@ from connector.core.ports import PlatformClient, ProvisionReport
 from connector.core.processing import Processor
 from connector.core.ratelimit import RateLimiter
 from connector.core.rules import RuleSet
+from connector.core.storage import Settlement
 from connector.endpoints import ACCOUNT, build_endpoints
 from connector.manifest import load_manifest
 from connector.metrics import Metrics
 from connector.rulesets import load_ruleset_file
+from connector.runtime_report import RuntimeReport
 from connector.service import Service
 from connector.settings import Settings
 from webhooks.app import Observer, create_app
@@ -217,6 +219,12 @@ def build_service(
         )
         for n in range(workers)
     ]
+    report = RuntimeReport(ACCOUNT, {p: pauses for p, (_, pauses) in clients.items()}, rt.epoch)
+
+    def settled(settlements: Sequence[Settlement]) -> None:
+        metrics.settled(settlements, rt.epoch())
+        report.settled(settlements)
+
     dispatchers = [
         Dispatcher(
             store,
@@ -227,7 +235,7 @@ def build_service(
             rt.epoch,
             flush_seconds=settings.flush_ms / 1000,
             pace_seconds=PACE_SECONDS[platform](settings),
-            on_settled=lambda s: metrics.settled(s, rt.epoch()),
+            on_settled=settled,
         )
         for platform, (client, pauses) in clients.items()
     ]
@@ -270,6 +278,7 @@ def build_service(
         upkeep=lambda: log.info("expired %d dedup keys", store.expire_dedup(rt.epoch())),
         close=store.close,
         fire_timers=lambda: store.fire_timers(rt.epoch()),
+        publish=lambda: store.save_runtime(ACCOUNT, report.snapshot()),
     )
     service_ref.append(service)
     app.extensions["dcb"] = {"service": service, "store": store, "clients": clients}

@@ -30,7 +30,7 @@ UPKEEP_SECONDS = 3600.0
 TIMER_SECONDS = 0.25
 #: How often a live process renews its dispatch leases: well inside the lease (60 s), so
 #: only a dead process ever loses one, never a busy one.
-HEARTBEAT_SECONDS = 10.0
+HEARTBEAT_SECONDS = 10.0  # also how often `dcb status` learns of pauses and errors
 
 
 @dataclass
@@ -42,6 +42,7 @@ class Service:
     upkeep: Callable[[], None]
     close: Callable[[], None]
     fire_timers: Callable[[], int] = lambda: 0
+    publish: Callable[[], None] = lambda: None
     batch_size: int = 500
     _stopping: threading.Event = field(default_factory=threading.Event)
     _events_waiting: threading.Event = field(default_factory=threading.Event)
@@ -121,9 +122,11 @@ class Service:
                 self._events_waiting.set()
 
     def _heartbeat(self) -> None:
+        """Renew dispatch leases and publish the runtime report (pauses, last errors)."""
         while not self._stopping.wait(HEARTBEAT_SECONDS):
             for d in self.dispatchers:
                 d.store.keep_dispatching(d.account, d.platform)
+            self.publish()
 
     def _upkeep(self) -> None:
         while not self._stopping.wait(UPKEEP_SECONDS):

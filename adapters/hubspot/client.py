@@ -48,7 +48,9 @@ Clock = Callable[[], float]
 
 
 def hubspot_throttle(
-    pauses: PauseBook, sleep: Callable[[float], None], clock: Clock,
+    pauses: PauseBook,
+    sleep: Callable[[float], None],
+    clock: Clock,
     limit_per_10s: int = LIMIT_PER_10S,
     limiter: RateLimiter | None = None,
 ) -> Throttle:
@@ -73,8 +75,11 @@ class HubSpotClient:
         clock: Clock = time.time,
         account_tz: tzinfo = UTC,
     ) -> None:
-        sdk = HubSpot(access_token=access_token, retry=urllib3.Retry(0, redirect=False),
-                      host=base_url.rstrip("/"))
+        sdk = HubSpot(
+            access_token=access_token,
+            retry=urllib3.Retry(0, redirect=False),
+            host=base_url.rstrip("/"),
+        )
         self._batch = sdk.crm.contacts.batch_api  # each access builds a client: keep one
         self._reprovisioning = False
         self._properties = sdk.crm.properties.core_api
@@ -116,26 +121,38 @@ class HubSpotClient:
 
     def _call(self, writes: Sequence[ProfileWrite], upsert: bool) -> Any:
         if upsert:
-            inputs = [SimplePublicObjectBatchInputUpsert(
-                id_property="email", id=w.profile.email, properties=dict(w.properties),
-                object_write_trace_id=str(i)) for i, w in enumerate(writes)]
+            inputs = [
+                SimplePublicObjectBatchInputUpsert(
+                    id_property="email",
+                    id=w.profile.email,
+                    properties=dict(w.properties),
+                    object_write_trace_id=str(i),
+                )
+                for i, w in enumerate(writes)
+            ]
             return self._batch.upsert(
                 BatchInputSimplePublicObjectBatchInputUpsert(inputs=inputs),
-                _request_timeout=self._timeout)
-        inputs_by_id = [SimplePublicObjectBatchInput(
-            id=w.profile.hubspot_id, properties=dict(w.properties),
-            object_write_trace_id=str(i)) for i, w in enumerate(writes)]
+                _request_timeout=self._timeout,
+            )
+        inputs_by_id = [
+            SimplePublicObjectBatchInput(
+                id=w.profile.hubspot_id, properties=dict(w.properties), object_write_trace_id=str(i)
+            )
+            for i, w in enumerate(writes)
+        ]
         return self._batch.update(
             BatchInputSimplePublicObjectBatchInput(inputs=inputs_by_id),
-            _request_timeout=self._timeout)
+            _request_timeout=self._timeout,
+        )
 
     def _failed(
         self, exc: Exception, writes: Sequence[ProfileWrite], upsert: bool
     ) -> list[WriteOutcome]:
         verdict = classify(exc, now=self._clock(), tz=self._tz)
         if verdict.throttled:
-            self._gate.throttled(API, verdict.pause_scope, verdict.retry_after or 1.0,
-                                 verdict.reason)
+            self._gate.throttled(
+                API, verdict.pause_scope, verdict.retry_after or 1.0, verdict.reason
+            )
         if getattr(exc, "status", None) == 400 and MISSING_PROPERTY in verdict.reason:
             return self._reprovisioned(writes, upsert, verdict)
         if getattr(exc, "status", None) == 400 and len(writes) > 1:
@@ -167,8 +184,7 @@ class HubSpotClient:
         first = self._send(writes[:middle], upsert=upsert)
         stop = next((o for o in first if o.throttled), None)
         if stop is not None:
-            return first + [_as(stop, w.key, "not sent: " + stop.reason)
-                            for w in writes[middle:]]
+            return first + [_as(stop, w.key, "not sent: " + stop.reason) for w in writes[middle:]]
         return first + self._send(writes[middle:], upsert=upsert)
 
     def _read(
@@ -184,8 +200,9 @@ class HubSpotClient:
         for result in results:
             at = _position(index, [result.object_write_trace_id], _result_ids(result, upsert))
             if at is not None:
-                found[at] = WriteOutcome(writes[at].key, WriteStatus.WRITTEN,
-                                         platform_id=str(result.id))
+                found[at] = WriteOutcome(
+                    writes[at].key, WriteStatus.WRITTEN, platform_id=str(result.id)
+                )
         for error in errors:
             context = error.context or {}
             verdict = classify_record_error(str(error.category), str(error.message))
@@ -200,18 +217,24 @@ class HubSpotClient:
         an existing property of the wrong type is reported in `problems`. The first call
         creates the group, so a token that cannot write schemas fails there."""
         group_name = self._schema.group
-        group = props.PropertyGroupCreate(name=group_name, label=self._schema.group_label,
-                                          display_order=-1)
-        outcome = self._provision_call(lambda: self._groups.create(
-            "contacts", group, _request_timeout=self._timeout))
+        group = props.PropertyGroupCreate(
+            name=group_name, label=self._schema.group_label, display_order=-1
+        )
+        outcome = self._provision_call(
+            lambda: self._groups.create("contacts", group, _request_timeout=self._timeout)
+        )
         if outcome is not None and outcome != 409:
             return ProvisionReport(problems=(f"group {group_name}: {outcome}",))
         created = [f"group {group_name}"] if outcome is None else []
         existing = [f"group {group_name}"] if outcome == 409 else []
         try:
             self._gate.wait_turn(API)
-            defined = {p.name: p for p in self._properties.get_all(
-                "contacts", _request_timeout=self._timeout).results}
+            defined = {
+                p.name: p
+                for p in self._properties.get_all(
+                    "contacts", _request_timeout=self._timeout
+                ).results
+            }
         except Exception as exc:
             reason = classify(exc, now=self._clock(), tz=self._tz).reason
             return ProvisionReport(tuple(created), tuple(existing), (f"properties: {reason}",))
@@ -228,19 +251,27 @@ class HubSpotClient:
                 else:
                     problems.append(f"{spec.name}: {outcome}")
             elif (have.type, have.field_type) != ("string", spec.field_type):
-                problems.append(f"{spec.name} is {have.type}/{have.field_type}, "
-                                f"expected string/{spec.field_type}")
+                problems.append(
+                    f"{spec.name} is {have.type}/{have.field_type}, "
+                    f"expected string/{spec.field_type}"
+                )
             else:
                 existing.append(spec.name)
         return ProvisionReport(tuple(created), tuple(existing), tuple(problems))
 
     def _create_property(self, spec: PropertySpec) -> int | str | None:
         body = props.PropertyCreate(
-            name=spec.name, label=spec.label, type="string", field_type=spec.field_type,
-            group_name=self._schema.group, description=spec.description,
-            local_vars_configuration=self._unchecked)
-        return self._provision_call(partial(
-            self._properties.create, "contacts", body, _request_timeout=self._timeout))
+            name=spec.name,
+            label=spec.label,
+            type="string",
+            field_type=spec.field_type,
+            group_name=self._schema.group,
+            description=spec.description,
+            local_vars_configuration=self._unchecked,
+        )
+        return self._provision_call(
+            partial(self._properties.create, "contacts", body, _request_timeout=self._timeout)
+        )
 
     def _provision_call(self, call: Callable[[], Any]) -> int | str | None:
         """None when created, 409 when it exists, else the reason it failed."""
@@ -293,7 +324,10 @@ def _positions(index: dict[str, int], context: dict[str, Any]) -> list[int]:
 
 def _as(template: WriteOutcome, key: str, reason: str | None = None) -> WriteOutcome:
     return WriteOutcome(
-        key, template.status, template.reason if reason is None else reason,
-        retry_after=template.retry_after, throttled=template.throttled,
+        key,
+        template.status,
+        template.reason if reason is None else reason,
+        retry_after=template.retry_after,
+        throttled=template.throttled,
         pause_scope=template.pause_scope,
     )

@@ -30,8 +30,15 @@ from connector.core.redaction import scrub
 
 API_EXCEPTIONS = (contacts.ApiException, properties.ApiException)
 SKIP_CATEGORIES = frozenset({"OBJECT_NOT_FOUND"})
-FATAL_CATEGORIES = frozenset({"VALIDATION_ERROR", "PROPERTY_DOESNT_EXIST", "INVALID_EMAIL",
-                              "INVALID_AUTHENTICATION", "MISSING_SCOPES"})
+FATAL_CATEGORIES = frozenset(
+    {
+        "VALIDATION_ERROR",
+        "PROPERTY_DOESNT_EXIST",
+        "INVALID_EMAIL",
+        "INVALID_AUTHENTICATION",
+        "MISSING_SCOPES",
+    }
+)
 LOCKED_WAIT = 2.0  # HubSpot: wait at least two seconds after a 423
 
 
@@ -41,7 +48,8 @@ def classify(exc: BaseException, *, now: float, tz: tzinfo) -> WriteOutcome:
         return classify_status(exc.status or 0, exc.headers or {}, exc.body, now=now, tz=tz)
     if isinstance(exc, urllib3.exceptions.HTTPError):
         timeout = isinstance(exc, urllib3.exceptions.TimeoutError) or isinstance(
-            getattr(exc, "reason", None), urllib3.exceptions.TimeoutError)
+            getattr(exc, "reason", None), urllib3.exceptions.TimeoutError
+        )
         kind = "timeout" if timeout else "connection error"
         return WriteOutcome("", WriteStatus.RETRY, f"{kind} ({type(exc).__name__})")
     return WriteOutcome("", WriteStatus.RETRY, f"unexpected {type(exc).__name__}")
@@ -55,13 +63,25 @@ def classify_status(
     if status == 429 and data.get("policyName") == "DAILY":
         reset = _next_midnight(now, tz)
         reason = f"429 DAILY limit reached: account paused until {reset.isoformat()}"
-        return WriteOutcome("", WriteStatus.RETRY, reason, retry_after=reset.timestamp() - now,
-                            throttled=True, pause_scope=ACCOUNT_SCOPE)
+        return WriteOutcome(
+            "",
+            WriteStatus.RETRY,
+            reason,
+            retry_after=reset.timestamp() - now,
+            throttled=True,
+            pause_scope=ACCOUNT_SCOPE,
+        )
     if status in (429, 423):
         wait = _retry_after(headers)
         wait = max(LOCKED_WAIT, wait or 0.0) if status == 423 else (wait or 1.0)
-        return WriteOutcome("", WriteStatus.RETRY, message, retry_after=wait, throttled=True,
-                            pause_scope=ACCOUNT_SCOPE)
+        return WriteOutcome(
+            "",
+            WriteStatus.RETRY,
+            message,
+            retry_after=wait,
+            throttled=True,
+            pause_scope=ACCOUNT_SCOPE,
+        )
     if status == 0 or status >= 500 or status == 477:
         return WriteOutcome("", WriteStatus.RETRY, message)
     if status == 404:

@@ -22,10 +22,12 @@ class PropertyEvent:
     field: str
 
 
-DEFAULT_PROPERTY_EVENTS: Mapping[str, PropertyEvent] = MappingProxyType({
-    "cart_value": PropertyEvent(EventType.CART_UPDATED, "cart_value"),
-    "last_order_date": PropertyEvent(EventType.ORDER_PLACED, "last_order_date"),
-})
+DEFAULT_PROPERTY_EVENTS: Mapping[str, PropertyEvent] = MappingProxyType(
+    {
+        "cart_value": PropertyEvent(EventType.CART_UPDATED, "cart_value"),
+        "last_order_date": PropertyEvent(EventType.ORDER_PLACED, "last_order_date"),
+    }
+)
 """What a shop that keeps `cart_value` and `last_order_date` on contacts means by them."""
 
 

@@ -62,8 +62,9 @@ def klaviyo_throttle(
     """The gate for one Klaviyo account at `scale` times the documented limits: fixed
     per-second and per-minute windows per endpoint, kept in this process unless
     `windows_limiter` builds shared ones (in Redis) from the same windows."""
-    scaled = {k: (max(1, round(s * scale)), max(1, round(m * scale)))
-              for k, (s, m) in RATE_LIMITS.items()}
+    scaled = {
+        k: (max(1, round(s * scale)), max(1, round(m * scale))) for k, (s, m) in RATE_LIMITS.items()
+    }
     build = windows_limiter or (lambda windows: FixedWindowLimiter(windows, clock))
     limiter = LimiterByKey({k: build([(s, 1.0), (m, 60.0)]) for k, (s, m) in scaled.items()})
     rates = {k: AdaptiveRate(m / 60.0, clock) for k, (_, m) in scaled.items()}
@@ -101,12 +102,16 @@ class KlaviyoClient:
     def write(self, writes: Sequence[ProfileWrite]) -> list[WriteOutcome]:
         """One outcome per write, in order; never raises for a platform answer."""
         usable = [w for w in writes if _identified(w)]
-        sent = self._write_in_jobs(usable) if len(usable) >= self._bulk_threshold else (
-            self._write_each(usable))
+        sent = (
+            self._write_in_jobs(usable)
+            if len(usable) >= self._bulk_threshold
+            else (self._write_each(usable))
+        )
         by_key = {o.key: o for o in sent}
         unusable = "no Klaviyo id, email or external id to write by"
-        return [by_key.get(w.key) or WriteOutcome(w.key, WriteStatus.FATAL, unusable)
-                for w in writes]
+        return [
+            by_key.get(w.key) or WriteOutcome(w.key, WriteStatus.FATAL, unusable) for w in writes
+        ]
 
     def provision(self) -> ProvisionReport:
         """Proves the key works with the cheapest read (one profile, one call)."""
@@ -159,16 +164,21 @@ class KlaviyoClient:
         return outcomes
 
     def _run_job(self, job: Sequence[ProfileWrite]) -> list[WriteOutcome]:
-        body = {"data": {"type": "profile-bulk-import-job", "attributes": {
-            "profiles": {"data": [_resource(w) for w in job]}}}}
+        body = {
+            "data": {
+                "type": "profile-bulk-import-job",
+                "attributes": {"profiles": {"data": [_resource(w) for w in job]}},
+            }
+        }
         self._gate.wait_turn(BULK_IMPORT)
         try:
             created = self._profiles.bulk_import_profiles(body, _request_timeout=self._timeout)
         except Exception as exc:
             verdict = classify(exc, BULK_IMPORT)
             if verdict.throttled:
-                self._gate.throttled(BULK_IMPORT, BULK_IMPORT, verdict.retry_after or 1.0,
-                                     verdict.reason)
+                self._gate.throttled(
+                    BULK_IMPORT, BULK_IMPORT, verdict.retry_after or 1.0, verdict.reason
+                )
             return [_as(verdict, w.key) for w in job]
         self._gate.succeeded(BULK_IMPORT)
         return self._await_job(created.data.id, job)
@@ -184,8 +194,10 @@ class KlaviyoClient:
             except Exception as exc:
                 verdict = classify(exc, BULK_IMPORT)
                 if not verdict.throttled:
-                    return [_as(verdict, w.key, "bulk job status unknown: " + verdict.reason)
-                            for w in job]
+                    return [
+                        _as(verdict, w.key, "bulk job status unknown: " + verdict.reason)
+                        for w in job
+                    ]
                 self._gate.throttled(BULK_IMPORT, BULK_IMPORT, verdict.retry_after or 1.0)
                 continue
             self._gate.succeeded(BULK_IMPORT)
@@ -239,7 +251,10 @@ def _jobs(writes: Sequence[ProfileWrite]) -> list[list[ProfileWrite]]:
 
 def _as(template: WriteOutcome, key: str, reason: str | None = None) -> WriteOutcome:
     return WriteOutcome(
-        key, template.status, template.reason if reason is None else reason,
-        retry_after=template.retry_after, throttled=template.throttled,
+        key,
+        template.status,
+        template.reason if reason is None else reason,
+        retry_after=template.retry_after,
+        throttled=template.throttled,
         pause_scope=template.pause_scope,
     )

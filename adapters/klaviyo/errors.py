@@ -47,8 +47,9 @@ def classify_status(
     message = f"{status} {error_message(body)}".strip()
     if status == 429:
         wait = _seconds(headers, "Retry-After") or _seconds(headers, "RateLimit-Reset")
-        return WriteOutcome("", WriteStatus.RETRY, message, retry_after=wait, throttled=True,
-                            pause_scope=endpoint)
+        return WriteOutcome(
+            "", WriteStatus.RETRY, message, retry_after=wait, throttled=True, pause_scope=endpoint
+        )
     if status == 0 or status >= 500 or status in RETRIABLE:
         return WriteOutcome("", WriteStatus.RETRY, message)
     if status in (404, 410):

@@ -266,8 +266,9 @@ def _system_event(
 def _profile_id(event: Mapping[str, Any]) -> str:
     where = "payload.data.relationships"
     relationships = _object(event, "relationships", where)
-    profile = _object(_object(relationships, "profile", f"{where}.profile"), "data",
-                      f"{where}.profile.data")
+    profile = _object(
+        _object(relationships, "profile", f"{where}.profile"), "data", f"{where}.profile.data"
+    )
     profile_id = profile.get("id")
     if blank(profile_id):
         raise EventError(f"{where}.profile.data.id", "is required")

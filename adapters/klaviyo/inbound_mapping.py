@@ -26,15 +26,17 @@ MAX_ITEMS_TEXT = 65_536
 MAX_DEPTH = 16
 """Deepest nesting kept in a property value: deeper is not an e-commerce payload."""
 
-DEFAULT_METRICS: Mapping[str, EventType] = MappingProxyType({
-    "Viewed Product": EventType.PRODUCT_VIEWED,
-    "Added to Cart": EventType.CART_UPDATED,
-    "Started Checkout": EventType.CHECKOUT_STARTED,
-    "Placed Order": EventType.ORDER_PLACED,
-    "Active on Site": EventType.SESSION_STARTED,
-    "Back in Stock": EventType.BACK_IN_STOCK,
-    "Subscribed to Back in Stock": EventType.BACK_IN_STOCK,
-})
+DEFAULT_METRICS: Mapping[str, EventType] = MappingProxyType(
+    {
+        "Viewed Product": EventType.PRODUCT_VIEWED,
+        "Added to Cart": EventType.CART_UPDATED,
+        "Started Checkout": EventType.CHECKOUT_STARTED,
+        "Placed Order": EventType.ORDER_PLACED,
+        "Active on Site": EventType.SESSION_STARTED,
+        "Back in Stock": EventType.BACK_IN_STOCK,
+        "Subscribed to Back in Stock": EventType.BACK_IN_STOCK,
+    }
+)
 """Klaviyo metric display names; matched ignoring case, spaces and underscores."""
 
 _BLANK = frozenset({"", "none", "null", "undefined"})
@@ -53,13 +55,15 @@ _ITEM_ALIASES = MappingProxyType({
     "VariantName": "variant",
 })  # fmt: skip
 _VALUE_KEYS = frozenset({"$value", "Value", "value"})
-_VALUE_FIELD = MappingProxyType({
-    EventType.CART_UPDATED: "cart_value",
-    EventType.CHECKOUT_STARTED: "cart_value",
-    EventType.CART_ABANDONED: "cart_value",
-    EventType.PRODUCT_VIEWED: "price",
-    EventType.BACK_IN_STOCK: "price",
-})
+_VALUE_FIELD = MappingProxyType(
+    {
+        EventType.CART_UPDATED: "cart_value",
+        EventType.CHECKOUT_STARTED: "cart_value",
+        EventType.CART_ABANDONED: "cart_value",
+        EventType.PRODUCT_VIEWED: "price",
+        EventType.BACK_IN_STOCK: "price",
+    }
+)
 
 
 def metric_key(name: str) -> str:

@@ -84,8 +84,12 @@ class KlaviyoWebhooks:
     def __init__(
         self, api_key: str, *, base_url: str, gate: CallGate, timeout: float = 10.0
     ) -> None:
-        api = KlaviyoAPI(api_key, max_retries=1, test_host=base_url.rstrip("/"),
-                         options={"USE_DICTIONARY_FOR_RESPONSE_DATA": True})
+        api = KlaviyoAPI(
+            api_key,
+            max_retries=1,
+            test_host=base_url.rstrip("/"),
+            options={"USE_DICTIONARY_FOR_RESPONSE_DATA": True},
+        )
         api.api_client.configuration.retries = urllib3.Retry(0, redirect=False)
         api.api_client.rest_client = RESTClientObject(api.api_client.configuration)
         self._webhooks = api.Webhooks  # each access builds a new API object: keep one
@@ -111,13 +115,15 @@ class KlaviyoWebhooks:
                     Registration.NO_TOPICS,
                     "the account offers no webhook topic for the metrics the connector reads",
                 )
-            created = self._call(self._webhooks.create_webhook,
-                                 _create_body(endpoint_url, name, secret, topics))
+            created = self._call(
+                self._webhooks.create_webhook, _create_body(endpoint_url, name, secret, topics)
+            )
         except _Refused as refused:
             return refused.registration
         webhook_id = str((created.get("data") or {}).get("id", ""))
-        return WebhookRegistration(Registration.CREATED, f"created webhook {webhook_id}",
-                                   webhook_id, topics)
+        return WebhookRegistration(
+            Registration.CREATED, f"created webhook {webhook_id}", webhook_id, topics
+        )
 
     def _existing(self, endpoint_url: str, name: str) -> WebhookRegistration | None:
         listed = self._call(self._webhooks.get_webhooks, include=["webhook-topics"])
@@ -131,8 +137,10 @@ class KlaviyoWebhooks:
                 topics = tuple(str(t.get("id")) for t in relation.get("data") or [])
                 webhook_id = str(webhook.get("id"))
                 return WebhookRegistration(
-                    Registration.EXISTS, f"webhook {webhook_id} already calls this URL",
-                    webhook_id, topics,
+                    Registration.EXISTS,
+                    f"webhook {webhook_id} already calls this URL",
+                    webhook_id,
+                    topics,
                 )
         return None
 
@@ -161,8 +169,9 @@ class KlaviyoWebhooks:
             if not verdict.throttled or attempt == ATTEMPTS:
                 break
             self._gate.throttled(WEBHOOKS, WEBHOOKS, verdict.retry_after or 1.0, verdict.reason)
-        raise _Refused(WebhookRegistration(Registration.FAILED,
-                                           f"Klaviyo answered: {verdict.reason}"))
+        raise _Refused(
+            WebhookRegistration(Registration.FAILED, f"Klaviyo answered: {verdict.reason}")
+        )
 
 
 def _metric_of(topic: str) -> str:
@@ -173,10 +182,19 @@ def _metric_of(topic: str) -> str:
 def _create_body(
     endpoint_url: str, name: str, secret: str, topics: tuple[str, ...]
 ) -> dict[str, Any]:
-    return {"data": {
-        "type": "webhook",
-        "attributes": {"name": name, "endpoint_url": endpoint_url, "secret_key": secret,
-                       "description": "dcb-connector: commerce events for dynamic content"},
-        "relationships": {"webhook-topics": {"data": [
-            {"type": "webhook-topic", "id": topic} for topic in topics]}},
-    }}
+    return {
+        "data": {
+            "type": "webhook",
+            "attributes": {
+                "name": name,
+                "endpoint_url": endpoint_url,
+                "secret_key": secret,
+                "description": "dcb-connector: commerce events for dynamic content",
+            },
+            "relationships": {
+                "webhook-topics": {
+                    "data": [{"type": "webhook-topic", "id": topic} for topic in topics]
+                }
+            },
+        }
+    }

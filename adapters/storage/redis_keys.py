@@ -76,6 +76,10 @@ class RedisKeys:
         """Sorted set: armed timers' hash keys, scored by when they fire."""
         return f"{self.prefix}:timers"
 
+    def runtime(self, account: str, instance: str) -> str:
+        """String with a TTL: one process's runtime report (pauses, last errors)."""
+        return f"{self.account(account)}:runtime:{instance}"
+
     def timer(self, account: str, profile_key: str) -> str:
         """Hash: what a profile's armed timer queues when it fires (the enqueue fields)."""
         return f"{self.account(account)}:timer:{profile_key}"

@@ -54,6 +54,7 @@ from adapters.storage.redis_scripts import StoreScripts
 from adapters.storage.redis_status import account_status, redis_health
 from connector.core.intake import ERASE, REDECIDE
 from connector.core.storage import (
+    RUNTIME_TTL,
     Backpressure,
     Claimed,
     DeadLetter,
@@ -420,9 +421,21 @@ class RedisPipelineStore:
             self.client.xdel(key, *[d.id for d in letters])
         return sorted(letters, key=lambda d: _id_order(d.id))
 
+    def save_runtime(self, account: str, report: Mapping[str, Any]) -> None:
+        key = self.keys.runtime(account, self.instance)
+        self.client.set(key, _dumps(dict(report)), ex=int(RUNTIME_TTL.total_seconds()))
+
     def status(self, now: float) -> dict[str, Any]:
         """Queue, pending writes and dead letters per account, and Redis's data safety."""
         accounts = account_status(self.client, self.keys, self._scripts, now)
+        for key in self.client.scan_iter(match=self.keys.runtime("*", "*"), count=100):
+            raw = self.client.get(key)
+            if raw is None:
+                continue
+            report = json.loads(_text(raw))
+            account = accounts.setdefault(str(report.pop("account", "default")), {})
+            for section in ("paused", "last_errors"):
+                account.setdefault(section, {}).update(report.get(section) or {})
         health = redis_health(self.client)
         return {"store": "redis", "prefix": self.keys.prefix, "accounts": accounts, **health}
 

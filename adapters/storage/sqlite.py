@@ -20,6 +20,7 @@ from typing import Any
 from adapters.storage.sqlite_schema import connect, migrate
 from connector.core.storage import (
     DEDUP_TTL,
+    RUNTIME_TTL,
     Backpressure,
     Claimed,
     DeadLetter,
@@ -423,9 +424,22 @@ class SqlitePipelineStore:
         with self._transaction() as db:
             return db.execute("DELETE FROM dedup WHERE expires_at < ?", (now,)).rowcount
 
+    def save_runtime(self, account: str, report: Mapping[str, Any]) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (f"runtime:{account}", _dumps(dict(report))),
+            )
+
     def status(self, now: float) -> dict[str, Any]:
         db = self._connection()
         accounts: dict[str, dict[str, Any]] = {}
+        for key, value in db.execute("SELECT key, value FROM meta WHERE key LIKE 'runtime:%'"):
+            report = json.loads(value)
+            if now - float(report.pop("reported_at", 0)) <= RUNTIME_TTL.total_seconds():
+                report.pop("account", None)
+                accounts.setdefault(key.removeprefix("runtime:"), {}).update(report)
         for account, depth, oldest in db.execute(
             "SELECT account, count(*), min(enqueued_at) FROM events GROUP BY account"
         ):

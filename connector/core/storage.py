@@ -25,6 +25,11 @@ from typing import Any, Protocol
 DEDUP_TTL = timedelta(days=7)
 
 
+#: How long a published runtime report counts: a few publishing intervals, so the report of
+#: a process that stopped disappears from `status` soon.
+RUNTIME_TTL = timedelta(seconds=30)
+
+
 class Backpressure(Exception):
     """The queue holds more than its limit: the sender should retry later."""
 
@@ -200,6 +205,11 @@ class PipelineStore(Protocol):
 
     def remove_dead_letters(self, ids: Sequence[str]) -> list[DeadLetter]:
         """Remove and return the dead letters with these ids (all when `ids` is empty)."""
+        ...
+
+    def save_runtime(self, account: str, report: Mapping[str, Any]) -> None:
+        """Publish what only a running process knows (rate-limit pauses, last errors), for
+        `status` in other processes; a report older than `RUNTIME_TTL` is left out."""
         ...
 
     def status(self, now: float) -> dict[str, Any]:

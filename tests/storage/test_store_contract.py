@@ -7,8 +7,10 @@ from collections.abc import Callable
 
 import pytest
 
+from connector.core.pauses import Pauses
 from connector.core.properties import fingerprint
 from connector.core.storage import Backpressure, Inbound, PendingWrite, ProfileUpdate, Settlement
+from connector.runtime_report import RuntimeReport
 from tests.storage.conftest import Store
 
 T = 1_800_000_000.0
@@ -226,3 +228,12 @@ def test_status_reports_queue_pending_and_dead_letters(store: Store) -> None:
     assert report["accounts"]["default"]["pending"] == {
         "hubspot": {"writes": 1, "lag_seconds": 5.0, "retrying": 0}}  # fmt: skip
     assert report["accounts"]["shop2"]["queued"] == 1
+
+
+def test_a_published_runtime_report_shows_in_status(store: Store) -> None:
+    report = RuntimeReport("default", {"hubspot": Pauses(lambda: T)}, lambda: T)
+    report.settled([Settlement(write({"dcb_block": "x"}), "retry", "429 TEN_SECONDLY_ROLLING")])
+    store.save_runtime("default", report.snapshot())
+    account = store.status(T + 1)["accounts"]["default"]
+    assert account["last_errors"]["hubspot"].startswith("429 TEN_SECONDLY_ROLLING (retry,")
+    assert account["paused"] == {}
