@@ -32,7 +32,7 @@ class BlockLibrary:
 def load_library(
     user_dir: Path | None = None,
     *,
-    clock: Callable[[], float] = time.perf_counter,
+    clock: Callable[[], float] = time.thread_time,
     time_limit: float = TIME_LIMIT,
     max_steps: int = MAX_STEPS,
 ) -> BlockLibrary:
@@ -47,7 +47,7 @@ def load_library(
 def library_from_files(
     files: list[tuple[str, str]],
     *,
-    clock: Callable[[], float] = time.perf_counter,
+    clock: Callable[[], float] = time.thread_time,
     time_limit: float = TIME_LIMIT,
     max_steps: int = MAX_STEPS,
 ) -> BlockLibrary:

@@ -98,7 +98,7 @@ class BlockRenderer:
         blocks: Mapping[str, CompiledBlock],
         *,
         fallback: str = FALLBACK_BLOCK,
-        clock: Callable[[], float] = time.perf_counter,
+        clock: Callable[[], float] = time.thread_time,
         time_limit: float = TIME_LIMIT,
         max_steps: int = MAX_STEPS,
     ) -> None:
