@@ -204,7 +204,7 @@ def build_service(
     library, ruleset = load_rules(settings)
     shared = Shared.from_settings(settings)
     store = open_store(settings, shared)
-    metrics = Metrics()
+    metrics = Metrics(store.depth)
     clients = build_clients(settings, rt, shared) if workers else {}
     instance = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     processors = [
@@ -251,10 +251,6 @@ def build_service(
         warnings = redis_health(shared.redis)["warnings"]  # persistence off, eviction on
         return True, {"store": "ok", "warnings": warnings} if warnings else {"store": "ok"}
 
-    def exposition() -> tuple[bytes, str]:
-        metrics.queue_depth.set(store.depth())
-        return metrics.exposition()
-
     service_ref: list[Service] = []
 
     def answered(endpoint: str, status: int, seconds: float) -> None:
@@ -266,7 +262,7 @@ def build_service(
         build_endpoints(settings) if web else [],
         intake,
         ready=ready,
-        metrics=exposition,
+        metrics=metrics.exposition,
         clock=rt.clock,
         observer=Observer(answered),
     )

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
-    Gauge,
     Histogram,
     generate_latest,
     multiprocess,
     values,
 )
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from connector.core.processing import Decided
 from connector.core.storage import Settlement
@@ -31,8 +32,23 @@ def enable_multiprocess(directory: str) -> None:
     values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
 
 
+class _QueueDepth(Collector):
+    """`dcb_queue_depth`, read from the store at every scrape: the queue is shared by every
+    process, so no process's last-set value would be right."""
+
+    def __init__(self, depth: Callable[[], int]) -> None:
+        self._depth = depth
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        yield GaugeMetricFamily(
+            "dcb_queue_depth", "Events waiting to be processed", value=self._depth()
+        )
+
+
 class Metrics:
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self, depth: Callable[[], int] = lambda: 0, registry: CollectorRegistry | None = None
+    ) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
         self.requests = Counter(
@@ -56,9 +72,8 @@ class Metrics:
             buckets=LAG_BUCKETS,
             registry=r,
         )
-        self.queue_depth = Gauge(
-            "dcb_queue_depth", "Events waiting to be processed", registry=r, multiprocess_mode="max"
-        )
+        self._depth = _QueueDepth(depth)
+        r.register(self._depth)
 
     def answered(self, endpoint: str, status: int, seconds: float) -> None:
         self.requests.labels(endpoint, str(status)).inc()
@@ -80,4 +95,5 @@ class Metrics:
             return generate_latest(self.registry), CONTENT_TYPE_LATEST
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        registry.register(self._depth)
         return generate_latest(registry), CONTENT_TYPE_LATEST
