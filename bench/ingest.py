@@ -239,10 +239,10 @@ def main() -> int:
             redis.stop()
     hubspot.close()
     bare_rps = rows[0][1]["rps"]
-    print(f"{'run':45} {'req/s':>9} {'events/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'vs bare':>8}")
+    print(f"{'run':58} {'req/s':>9} {'events/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'vs bare':>8}")
     for name, r in rows:
         print(
-            f"{name:45} {r['rps']:9.0f} {r.get('events/s', r['rps']):9.0f} {r['p50']:8.2f} "
+            f"{name:58} {r['rps']:9.0f} {r.get('events/s', r['rps']):9.0f} {r['p50']:8.2f} "
             f"{r['p99']:8.2f} {r['rps'] / bare_rps:8.2f}"
         )
     for label, e2e in end_to_end:
