@@ -237,3 +237,35 @@ def test_a_full_queue_answers_429_with_retry_after(tmp_path: Path, fakes: Any) -
     workflow = client.post(path, data=body, headers=hubspot_headers(path, body))
     assert workflow.status_code == 429 and workflow.headers["Retry-After"] == "5000"  # ms
     service.close()
+
+
+def test_a_hubspot_deletion_erases_what_we_hold_on_the_contact(running: Running) -> None:
+    contact = running.hubspot.add_contact("del@example.com")
+
+    def notify(kind: str, event_id: int) -> None:
+        body = json.dumps(
+            [
+                {
+                    "objectId": int(contact),
+                    "eventId": event_id,
+                    "subscriptionId": 2,
+                    "portalId": 33,
+                    "appId": 4,
+                    "occurredAt": int(time.time() * 1000),
+                    "subscriptionType": kind,
+                    "attemptNumber": 0,
+                }
+            ]
+        ).encode()
+        response = running.client.post(
+            "/webhooks/hubspot", data=body, headers=hubspot_headers("/webhooks/hubspot", body)
+        )
+        assert response.status_code == 202, response.json
+
+    store = running.service.app.extensions["dcb"]["store"]
+    key = f"hubspot_id:{contact}"
+    notify("contact.creation", 1)
+    running.wait_for(lambda: store.load_context("default", key) is not None)
+    notify("contact.deletion", 2)
+    running.wait_for(lambda: store.load_context("default", key) is None)
+    assert store.resolve_profile("default", {"hubspot_id": contact}) is None
