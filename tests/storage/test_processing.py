@@ -112,3 +112,25 @@ def test_a_profile_no_platform_can_address_is_not_queued(
     processor.run_once()
     assert pending(store, "hubspot") == {}
     assert list(pending(store, "klaviyo")) == ["external_id:u-1"]
+
+
+def test_an_offer_in_flight_when_an_order_lands_is_corrected_at_once(
+    store: Store, processor: Processor
+) -> None:
+    send(store, cart("c1", 200.0, minutes=2))
+    processor.run_once()
+    [offer] = store.take_due("default", "hubspot", 10, 1e12)
+    assert offer.properties["dcb_block"] == "personalized_offer"
+    assert store.mark_sending([offer]) == [offer]  # the offer is on its way to the platform
+    order = {
+        "type": "order_placed",
+        "event_id": "o1",
+        "occurred_at": NOW.isoformat(),
+        "profile": {"email": "ada@example.com"},
+        "properties": {"value": 200.0},
+    }
+    send(store, order)
+    processor.run_once()
+    store.settle([Settlement(offer, "written")], NOW.timestamp())
+    [correction] = store.take_due("default", "hubspot", 10, 1e12)
+    assert correction.properties["dcb_block"] != "personalized_offer"  # never left standing
