@@ -219,7 +219,9 @@ def test_an_abandoned_cart_reaches_the_platform_within_the_window_and_a_second(
         return bool(contact and contact.properties.get("dcb_block") == "cart_abandonment")
 
     abandoning.wait_for(abandoned, timeout=6.0)
-    assert time.monotonic() - sent <= 2.0 + 1.0
+    elapsed = time.monotonic() - sent
+    print(f"abandoned cart landed {elapsed:.2f} s after the checkout")
+    assert elapsed <= 2.0 + 1.0
 
 
 def test_a_full_queue_answers_429_with_retry_after(tmp_path: Path, fakes: Any) -> None:
