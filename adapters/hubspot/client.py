@@ -101,11 +101,13 @@ class HubSpotClient:
         found = {o.key: o for o in self._send(by_id, upsert=False)}
         stop = next((o for o in found.values() if o.throttled), None)
         if stop is not None:
-            found.update({w.key: _as(stop, w.key, "not sent: " + stop.reason) for w in by_email})
+            found.update(
+                {w.key: stop.for_write(w.key, "not sent: " + stop.reason) for w in by_email}
+            )
         else:
             found.update({o.key: o for o in self._send(by_email, upsert=True)})
         none = WriteOutcome("", WriteStatus.FATAL, "no HubSpot record id or email to write by")
-        return [found.get(w.key) or _as(none, w.key) for w in writes]
+        return [found.get(w.key) or none.for_write(w.key) for w in writes]
 
     # -- batches ----------------------------------------------------------------------
     def _send(self, writes: Sequence[ProfileWrite], *, upsert: bool) -> list[WriteOutcome]:
@@ -157,7 +159,7 @@ class HubSpotClient:
             return self._reprovisioned(writes, upsert, verdict)
         if getattr(exc, "status", None) == 400 and len(writes) > 1:
             return self._split(writes, upsert)
-        return [_as(verdict, w.key) for w in writes]
+        return [verdict.for_write(w.key) for w in writes]
 
     def _reprovisioned(
         self, writes: Sequence[ProfileWrite], upsert: bool, verdict: WriteOutcome
@@ -167,11 +169,11 @@ class HubSpotClient:
         Every record of the batch fails alike, so splitting would only multiply calls.
         """
         if self._reprovisioning:
-            return [_as(verdict, w.key) for w in writes]
+            return [verdict.for_write(w.key) for w in writes]
         report = self.provision()
         if report.problems:
             reason = "properties missing and could not be created: " + "; ".join(report.problems)
-            return [_as(verdict, w.key, scrub(reason)) for w in writes]
+            return [verdict.for_write(w.key, scrub(reason)) for w in writes]
         self._reprovisioning = True
         try:
             return self._send(writes, upsert=upsert)
@@ -184,7 +186,9 @@ class HubSpotClient:
         first = self._send(writes[:middle], upsert=upsert)
         stop = next((o for o in first if o.throttled), None)
         if stop is not None:
-            return first + [_as(stop, w.key, "not sent: " + stop.reason) for w in writes[middle:]]
+            return first + [
+                stop.for_write(w.key, "not sent: " + stop.reason) for w in writes[middle:]
+            ]
         return first + self._send(writes[middle:], upsert=upsert)
 
     def _read(
@@ -207,9 +211,9 @@ class HubSpotClient:
             context = error.context or {}
             verdict = classify_record_error(str(error.category), str(error.message))
             for at in _positions(index, context):
-                found.setdefault(at, _as(verdict, writes[at].key))
+                found.setdefault(at, verdict.for_write(writes[at].key))
         missing = WriteOutcome("", WriteStatus.RETRY, "HubSpot gave no result for this record")
-        return [found.get(i) or _as(missing, w.key) for i, w in enumerate(writes)]
+        return [found.get(i) or missing.for_write(w.key) for i, w in enumerate(writes)]
 
     # -- provisioning -----------------------------------------------------------------
     def provision(self) -> ProvisionReport:
@@ -320,14 +324,3 @@ def _positions(index: dict[str, int], context: dict[str, Any]) -> list[int]:
     ids = [str(i) for i in context.get("ids") or []]
     found = {_position(index, [t], []) for t in traces} | {_position(index, [], [i]) for i in ids}
     return sorted(p for p in found if p is not None)
-
-
-def _as(template: WriteOutcome, key: str, reason: str | None = None) -> WriteOutcome:
-    return WriteOutcome(
-        key,
-        template.status,
-        template.reason if reason is None else reason,
-        retry_after=template.retry_after,
-        throttled=template.throttled,
-        pause_scope=template.pause_scope,
-    )

@@ -130,7 +130,7 @@ class KlaviyoClient:
         stop: WriteOutcome | None = None
         for write in writes:
             if stop is not None:
-                outcomes.append(_as(stop, write.key, "not sent: " + stop.reason))
+                outcomes.append(stop.for_write(write.key, "not sent: " + stop.reason))
                 continue
             outcome = self._upsert(write)
             if outcome.throttled:
@@ -156,7 +156,7 @@ class KlaviyoClient:
         stop: WriteOutcome | None = None
         for job in _jobs(writes):
             if stop is not None:
-                outcomes.extend(_as(stop, w.key, "not sent: " + stop.reason) for w in job)
+                outcomes.extend(stop.for_write(w.key, "not sent: " + stop.reason) for w in job)
                 continue
             done = self._run_job(job)
             stop = next((o for o in done if o.throttled), None)
@@ -179,7 +179,7 @@ class KlaviyoClient:
                 self._gate.throttled(
                     BULK_IMPORT, BULK_IMPORT, verdict.retry_after or 1.0, verdict.reason
                 )
-            return [_as(verdict, w.key) for w in job]
+            return [verdict.for_write(w.key) for w in job]
         self._gate.succeeded(BULK_IMPORT)
         return self._await_job(created.data.id, job)
 
@@ -195,7 +195,7 @@ class KlaviyoClient:
                 verdict = classify(exc, BULK_IMPORT)
                 if not verdict.throttled:
                     return [
-                        _as(verdict, w.key, "bulk job status unknown: " + verdict.reason)
+                        verdict.for_write(w.key, "bulk job status unknown: " + verdict.reason)
                         for w in job
                     ]
                 self._gate.throttled(BULK_IMPORT, BULK_IMPORT, verdict.retry_after or 1.0)
@@ -213,7 +213,7 @@ class KlaviyoClient:
         verdict = classify(exc, endpoint)
         if verdict.throttled:
             self._gate.throttled(endpoint, endpoint, verdict.retry_after or 1.0, verdict.reason)
-        return _as(verdict, key)
+        return verdict.for_write(key)
 
 
 def _identified(write: ProfileWrite) -> bool:
@@ -247,14 +247,3 @@ def _jobs(writes: Sequence[ProfileWrite]) -> list[list[ProfileWrite]]:
         jobs[-1].append(write)
         size += weight
     return [job for job in jobs if job]
-
-
-def _as(template: WriteOutcome, key: str, reason: str | None = None) -> WriteOutcome:
-    return WriteOutcome(
-        key,
-        template.status,
-        template.reason if reason is None else reason,
-        retry_after=template.retry_after,
-        throttled=template.throttled,
-        pause_scope=template.pause_scope,
-    )

@@ -7,7 +7,7 @@ tests use in-memory fakes of the same protocols.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Protocol
 
@@ -55,6 +55,13 @@ class WriteOutcome:
     platform_id: str | None = None  # the platform's id for the profile, when it told us
     throttled: bool = False  # a 429: the wait is the platform's, not a failure of ours
     pause_scope: str = ACCOUNT_SCOPE  # what a 429 paused (see above)
+
+    def for_write(self, key: str, reason: str | None = None) -> WriteOutcome:
+        """This outcome for the write `key` (a batch's answer applied to each of its
+        writes), with another `reason` if given; the platform id is not carried over."""
+        return replace(
+            self, key=key, reason=self.reason if reason is None else reason, platform_id=None
+        )
 
 
 @dataclass(frozen=True, slots=True)
