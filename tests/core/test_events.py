@@ -7,31 +7,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from connector.core.events import Event, EventError, EventType, ProfileRef, parse_event
+from tests.examples import checkout
 
 NOW = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
 
-ISSUE_EXAMPLE = {
-    "type": "checkout_started",
-    "event_id": "e-123",
-    "occurred_at": "2026-11-28T10:00:00Z",
-    "profile": {"email": "ada@example.com", "external_id": "u-42"},
-    "properties": {
-        "cart_value": 200.0,
-        "currency": "USD",
-        "checkout_url": "https://shop.example/cart/42",
-        "items": [
-            {
-                "product_id": "J-1",
-                "name": "Wool jacket",
-                "price": 200.0,
-                "quantity": 1,
-                "image_url": "https://shop.example/j1.jpg",
-                "url": "https://shop.example/p/j1",
-            }
-        ],
-    },
-    "context": {"logged_in": True, "city": "New York", "country": "US", "session_depth": 4},
-}
+ISSUE_EXAMPLE = checkout()
 
 
 def test_the_issue_example_parses() -> None:
