@@ -19,6 +19,7 @@ from typing import Any
 
 from connector.core.catalogue import PARAM_TYPES, BlockSpec, Catalogue, CatalogueError, ParamSpec
 from connector.core.documents import DocumentError, Problem, line_of, parse_document, plain
+from connector.core.rules import compile_condition
 
 BLOCK_KEYS = {"id", "description", "params", "outputs", "text_limit", "valid_while"}
 PARAM_KEYS = {"type", "default", "description"}
@@ -103,10 +104,19 @@ def block_spec(source: str, document: Any) -> BlockSpec:
             except CatalogueError as exc:
                 problems.append(Problem(source, line_of(document, [*where, "default"]), str(exc)))
         params[spec.name] = spec
+    valid_while = None
+    if document.get("valid_while") is not None:
+        try:
+            valid_while = compile_condition(document, ["valid_while"], source)
+        except DocumentError as exc:
+            problems.extend(exc.problems)
     if problems:
         raise DocumentError(problems)
     return BlockSpec(
-        id=str(document["id"]), params=params, description=str(document.get("description") or "")
+        id=str(document["id"]),
+        params=params,
+        description=str(document.get("description") or ""),
+        valid_while=valid_while,
     )
 
 

@@ -40,6 +40,7 @@ from connector.core.processing import Processor
 from connector.core.ratelimit import RateLimiter
 from connector.core.rules import RuleSet
 from connector.core.storage import Settlement
+from connector.core.validity import Revalidation
 from connector.endpoints import ACCOUNT, build_endpoints
 from connector.manifest import load_manifest
 from connector.metrics import Metrics
@@ -225,6 +226,7 @@ def build_service(
         metrics.settled(settlements, rt.epoch())
         report.settled(settlements)
 
+    revalidation = Revalidation(store, lambda _account: ruleset, rt.clock)
     dispatchers = [
         Dispatcher(
             store,
@@ -236,6 +238,8 @@ def build_service(
             flush_seconds=settings.flush_ms / 1000,
             pace_seconds=PACE_SECONDS[platform](settings),
             on_settled=settled,
+            still_valid=revalidation.still_valid,
+            redecide=revalidation.redecide,
         )
         for platform, (client, pauses) in clients.items()
     ]

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the rules package imports this module: no import cycle at run time
+    from connector.core.rules.model import Condition
 
 #: Parameter types a block may declare, and the Python types a value may have.
 PARAM_TYPES: dict[str, tuple[type, ...]] = {
@@ -58,6 +61,9 @@ class BlockSpec:
     id: str
     params: Mapping[str, ParamSpec] = field(default_factory=dict)
     description: str = ""
+    #: While this holds (a rule condition over `event.*`, `profile.*`, `now.*`) the block's
+    #: content is true; None: always.
+    valid_while: Condition | None = None
 
     def resolve(self, given: Mapping[str, Any]) -> dict[str, Any]:
         """Defaults overlaid with `given`; raises `CatalogueError` for an unknown or bad one."""

@@ -38,6 +38,8 @@ class Dispatcher:
     pace_seconds: float = 0.0  # least time between two calls that carry a partial batch
     max_age: float = MAX_AGE_SECONDS
     on_settled: Callable[[Sequence[Settlement]], None] = field(default=lambda _s: None)
+    still_valid: Callable[[PendingWrite], bool] = field(default=lambda _w: True)
+    redecide: Callable[[Sequence[PendingWrite]], None] = field(default=lambda _w: None)
     _last_call: float = field(default=float("-inf"), init=False)
 
     def run_once(self, *, drain: bool = False) -> int:
@@ -54,8 +56,9 @@ class Dispatcher:
             return 0
         if len(due) < self.max_batch and not drain and self._wait(due, now) > 0:
             return 0
+        due = self._drop_expired(due, now)
         due = self.store.mark_sending(due)
-        if not due:  # all replaced or cancelled since they were read
+        if not due:  # all replaced, cancelled or expired since they were read
             return 0
         self._last_call = now
         outcomes = self.deliver([_profile_write(w) for w in due])
@@ -66,6 +69,20 @@ class Dispatcher:
         self.store.settle(settlements, settled_at)
         self.on_settled(settlements)
         return len(settlements)
+
+    def _drop_expired(self, due: Sequence[PendingWrite], now: float) -> list[PendingWrite]:
+        """Writes whose content still holds; the others are decided again, not sent."""
+        keep: list[PendingWrite] = []
+        expired: list[PendingWrite] = []
+        for write in due:
+            (keep if self.still_valid(write) else expired).append(write)
+        if expired:
+            self.redecide(expired)
+            reason = "no longer valid (valid_while): decided again"
+            settlements = [Settlement(w, "skipped", reason) for w in expired]
+            self.store.settle(settlements, now)
+            self.on_settled(settlements)
+        return keep
 
     def waiting_for(self) -> float:
         """Seconds until a partial batch may go (0 when one is ready)."""

@@ -6,8 +6,18 @@ when nothing matches. See `loader` for the document format and `operators` for t
 comparisons.
 """
 
-from connector.core.rules.evaluate import decide, holdout_arm
-from connector.core.rules.loader import load_ruleset
+from connector.core.rules.evaluate import decide, holdout_arm, still_valid
+from connector.core.rules.loader import compile_condition, load_ruleset
 from connector.core.rules.model import BlockChoice, Holdout, Rule, RuleSet
 
-__all__ = ["BlockChoice", "Holdout", "Rule", "RuleSet", "decide", "holdout_arm", "load_ruleset"]
+__all__ = [
+    "BlockChoice",
+    "Holdout",
+    "Rule",
+    "RuleSet",
+    "compile_condition",
+    "decide",
+    "holdout_arm",
+    "load_ruleset",
+    "still_valid",
+]

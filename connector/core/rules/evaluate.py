@@ -96,6 +96,20 @@ def decide(ruleset: RuleSet, event: Event, context: Mapping[str, Any], now: date
     return walk.decision(Outcome.RULE, choice, rule.id, f"rule {rule.id} matched first")
 
 
+def still_valid(
+    ruleset: RuleSet, block: str, event: Event, context: Mapping[str, Any], now: datetime
+) -> bool:
+    """Whether `block`'s content still holds for the profile at `now` (its `valid_while`
+    against the stored context and the profile's newest event); checked just before a
+    decided write goes out."""
+    condition = ruleset.validity(block)
+    if condition is None:
+        return True
+    profile = view(context, now, new_for=ruleset.new_for)
+    walk = _Walk(ruleset, Scope(event, profile, now, ruleset.timezone), context)
+    return walk.test(condition, [])
+
+
 def _arm(ruleset: RuleSet, context: Mapping[str, Any]) -> Variant:
     identifier = first_identifier(context)
     if ruleset.holdout is None or identifier is None:
@@ -138,15 +152,33 @@ class _Walk:
                 return ("delayed", rule, f"delayed data: rule {rule.id} {lacking}")
             conditions: list[ConditionTrace] = []
             matched = rule.when is None or self.test(rule.when, conditions)
+            index = len(self.traces)
             self.traces.append(RuleTrace(rule.id, depth, matched, tuple(conditions)))
             if not matched:
                 continue
             found = self.first_match(rule.children, depth + 1)
             if found is not None:
                 return found
-            if rule.choice is not None:
+            if rule.choice is not None and self.still_valid(rule, index):
                 return ("rule", rule, rule.choice)
         return None
+
+    def still_valid(self, rule: Rule, index: int) -> bool:
+        """Whether the matched rule's block is still true (its `valid_while`); when not, the
+        rule's trace (at `index`) says so and the evaluation moves on, as if the rule had
+        not matched."""
+        condition = rule.choice.valid_while if rule.choice is not None else None
+        if condition is None or rule.choice is None:
+            return True
+        conditions: list[ConditionTrace] = []
+        if self.test(condition, conditions):
+            return True
+        traced = self.traces[index]
+        note = f"block {rule.choice.block} is no longer valid (valid_while)"
+        self.traces[index] = RuleTrace(
+            rule.id, traced.depth, False, (*traced.conditions, *conditions), note
+        )
+        return False
 
     def lacking(self, rule: Rule) -> str:
         """Why a rule cannot be decided on yet, or "" when its data is there."""

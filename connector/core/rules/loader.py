@@ -47,6 +47,19 @@ WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 DEFAULT_DELAYED_BLOCK = "back_soon"
 
 
+def compile_condition(document: Any, path: Path, source: str) -> Condition:
+    """The condition written at `path` in a parsed `document` (e.g. a block file's
+    `valid_while`), in the rules' syntax; raises `DocumentError` with every problem."""
+    compiler = _Compiler(document, source, Catalogue({}))
+    node: Any = document
+    for step in path:
+        node = node[step]
+    condition = compiler.condition(node, path)
+    if compiler.problems or condition is None:
+        raise DocumentError(compiler.problems or [Problem(source, 0, "empty condition")])
+    return condition
+
+
 def load_ruleset(text: str, source: str, catalogue: Catalogue) -> RuleSet:
     """Parse and compile a rule set; raises `DocumentError` listing every problem."""
     document = parse_document(text, source)
@@ -185,7 +198,7 @@ class _Compiler:
         except CatalogueError as exc:
             self.fail([*path, "params"], str(exc))
             return None
-        return BlockChoice(block=block, params=resolved)
+        return BlockChoice(block=block, params=resolved, valid_while=spec.valid_while)
 
     def rules(self, raw: Any, path: Path, depth: int) -> tuple[Rule, ...]:
         if raw is None:

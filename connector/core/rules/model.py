@@ -43,6 +43,7 @@ class BlockChoice:
 
     block: str
     params: Mapping[str, Any]
+    valid_while: Condition | None = None  # the block's own validity (from its file)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +81,12 @@ class RuleSet:
     abandon_after: timedelta | None = None
     new_for: timedelta = timedelta(days=30)
     source: str = ""
+
+    def validity(self, block: str) -> Condition | None:
+        """The `valid_while` of `block` as this rule set uses it (None: always valid)."""
+        choices = [r.choice for r in self.all_rules() if r.choice is not None]
+        choices += [self.fallback, self.delayed_data]
+        return next((c.valid_while for c in choices if c.block == block), None)
 
     def all_rules(self) -> list[Rule]:
         """Every rule, depth first, in evaluation order."""
