@@ -30,7 +30,6 @@ from adapters.hubspot.inbound_mapping import (
     SOURCE,
     PropertyEvent,
     integer,
-    kind_of,
 )
 from adapters.hubspot.inbound_workflow import parse_workflow_webhook
 from connector.core.events import Event, EventError, EventType, ProfileRef, format_time, parse_event
@@ -41,6 +40,7 @@ from connector.core.inbound import (
     Malformed,
     ParseError,
     ParseResult,
+    kind_of,
     load_json,
 )
 

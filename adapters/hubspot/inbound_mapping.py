@@ -40,12 +40,3 @@ def integer(value: Any) -> int | None:
     if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 20:
         return int(value)
     return None
-
-
-def kind_of(value: Any) -> str:
-    """What JSON type a value is, for error messages that must not echo personal data."""
-    if value is None:
-        return "null"
-    names = {bool: "a boolean", int: "a number", float: "a number", str: "a string",
-             list: "an array", dict: "an object"}  # fmt: skip
-    return names.get(type(value), type(value).__name__)

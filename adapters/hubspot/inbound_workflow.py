@@ -28,10 +28,9 @@ from adapters.hubspot.inbound_mapping import (
     SOURCE,
     PropertyEvent,
     integer,
-    kind_of,
 )
 from connector.core.events import EventError, EventType, parse_event
-from connector.core.inbound import Malformed, ParseError, ParseResult, load_json
+from connector.core.inbound import Malformed, ParseError, ParseResult, kind_of, load_json
 
 _ID_KEYS = ("objectId", "hs_object_id", "canonical-vid", "vid")
 _ACCOUNT_KEYS = ("portalId", "portal-id")

@@ -41,6 +41,7 @@ from connector.core.inbound import (
     Malformed,
     ParseError,
     ParseResult,
+    kind_of,
     load_json,
 )
 
@@ -87,10 +88,10 @@ def parse_flow_webhook(
     """
     data = _flow_body(body)
     if not isinstance(data, Mapping):
-        raise ParseError("", f"expected a JSON object, got {_kind_of(data)}")
+        raise ParseError("", f"expected a JSON object, got {kind_of(data)}")
     for key in _METRIC_KEYS:
         if key in data and data[key] is not None and not isinstance(data[key], str):
-            raise ParseError(key, f"expected a metric name, got {_kind_of(data[key])}")
+            raise ParseError(key, f"expected a metric name, got {kind_of(data[key])}")
     try:
         item = _flow_event(data, received_at, metrics, max_items_text)
     except EventError as exc:
@@ -184,16 +185,16 @@ def parse_system_webhook(
     """
     data = load_json(body)
     if not isinstance(data, Mapping):
-        raise ParseError("", f"expected a JSON object, got {_kind_of(data)}")
+        raise ParseError("", f"expected a JSON object, got {kind_of(data)}")
     batch = data.get("data")
     if not isinstance(batch, list):
-        raise ParseError("data", f"expected an array of events, got {_kind_of(batch)}")
+        raise ParseError("data", f"expected an array of events, got {kind_of(batch)}")
     meta = data.get("meta")
     if meta is not None and not isinstance(meta, Mapping):
-        raise ParseError("meta", f"expected an object, got {_kind_of(meta)}")
+        raise ParseError("meta", f"expected an object, got {kind_of(meta)}")
     account = (meta or {}).get("klaviyo_account_id")
     if account is not None and not isinstance(account, str):
-        raise ParseError("meta.klaviyo_account_id", f"expected a string, got {_kind_of(account)}")
+        raise ParseError("meta.klaviyo_account_id", f"expected a string, got {kind_of(account)}")
     for index, raw in enumerate(batch):
         _check_shape(raw, f"data[{index}]")
     return ParseResult.collect(
@@ -204,12 +205,12 @@ def parse_system_webhook(
 
 def _check_shape(raw: Any, where: str) -> None:
     if not isinstance(raw, Mapping):
-        raise ParseError(where, f"expected an object, got {_kind_of(raw)}")
+        raise ParseError(where, f"expected an object, got {kind_of(raw)}")
     checks = (("topic", str), ("external_id", str | int), ("payload", Mapping))
     for key, expected in checks:
         value = raw.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, expected)):
-            raise ParseError(f"{where}.{key}", f"has the wrong type: {_kind_of(value)}")
+            raise ParseError(f"{where}.{key}", f"has the wrong type: {kind_of(value)}")
 
 
 def _system_item(
@@ -296,11 +297,3 @@ def _object(data: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
         raise EventError(where, "expected an object")
     return value
-
-
-def _kind_of(value: Any) -> str:
-    if value is None:
-        return "null"
-    names = {bool: "a boolean", int: "a number", float: "a number", str: "a string",
-             list: "an array", dict: "an object"}  # fmt: skip
-    return names.get(type(value), type(value).__name__)

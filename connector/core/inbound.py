@@ -131,3 +131,12 @@ def load_json(body: bytes, *, max_bytes: int = MAX_BODY_BYTES) -> Any:
 def _first_line(exc: Exception) -> str:
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     return text if len(text) <= 120 else text[:117] + "..."
+
+
+def kind_of(value: Any) -> str:
+    """What JSON type a value is, for error messages that must not echo personal data."""
+    if value is None:
+        return "null"
+    names = {bool: "a boolean", int: "a number", float: "a number", str: "a string",
+             list: "an array", dict: "an object"}  # fmt: skip
+    return names.get(type(value), type(value).__name__)
