@@ -31,25 +31,32 @@ def hubspot_headers(path: str, body: bytes) -> dict[str, str]:
     }
 
 
+def notification(object_id: int | str, kind: str, event_id: int, **fields: Any) -> bytes:
+    """One HubSpot app webhook notification, as a batch body of one."""
+    item = {
+        "objectId": int(object_id),
+        "eventId": event_id,
+        "subscriptionId": 2,
+        "portalId": 33,
+        "appId": 4,
+        "occurredAt": int(time.time() * 1000),
+        "subscriptionType": kind,
+        "attemptNumber": 0,
+        **fields,
+    }
+    return json.dumps([item]).encode()
+
+
+def post_hubspot(running: Running, body: bytes) -> Any:
+    """POST a body to the HubSpot webhook URL, signed as HubSpot signs it."""
+    path = "/webhooks/hubspot"
+    return running.client.post(path, data=body, headers=hubspot_headers(path, body))
+
+
 def test_signed_hubspot_webhook_lands_dcb_properties(running: Running) -> None:
     contact = running.hubspot.add_contact("ada@example.com")
-    body = json.dumps(
-        [
-            {
-                "objectId": int(contact),
-                "eventId": 1,
-                "subscriptionId": 2,
-                "portalId": 33,
-                "appId": 4,
-                "occurredAt": int(time.time() * 1000),
-                "subscriptionType": "contact.creation",
-                "attemptNumber": 0,
-            }
-        ]
-    ).encode()
-    response = running.client.post(
-        "/webhooks/hubspot", data=body, headers=hubspot_headers("/webhooks/hubspot", body)
-    )
+    body = notification(contact, "contact.creation", 1)
+    response = post_hubspot(running, body)
     assert response.status_code == 202, response.json
     assert response.json["accepted"] == 1
     running.wait_for(
@@ -59,9 +66,7 @@ def test_signed_hubspot_webhook_lands_dcb_properties(running: Running) -> None:
     assert props["dcb_rule"] == "onboarding"
     assert props["dcb_variant"] == "treatment"
     assert props["dcb_computed_at"].endswith("Z")
-    again = running.client.post(
-        "/webhooks/hubspot", data=body, headers=hubspot_headers("/webhooks/hubspot", body)
-    )
+    again = post_hubspot(running, body)
     assert again.status_code == 200 and again.json["duplicates"] == 1
 
 
@@ -169,25 +174,8 @@ def test_refusals(running: Running) -> None:
 
 
 def test_echo_of_our_own_write_is_acknowledged_and_dropped(running: Running) -> None:
-    body = json.dumps(
-        [
-            {
-                "objectId": 1,
-                "propertyName": "dcb_block",
-                "propertyValue": "x",
-                "eventId": 9,
-                "subscriptionId": 25,
-                "portalId": 33,
-                "appId": 1,
-                "occurredAt": int(time.time() * 1000),
-                "subscriptionType": "contact.propertyChange",
-                "attemptNumber": 0,
-            }
-        ]
-    ).encode()
-    response = running.client.post(
-        "/webhooks/hubspot", data=body, headers=hubspot_headers("/webhooks/hubspot", body)
-    )
+    body = notification(1, "contact.propertyChange", 9, propertyName="dcb_block", propertyValue="x")
+    response = post_hubspot(running, body)
     assert response.status_code == 202
     assert (response.json["accepted"], response.json["dropped"]) == (0, 1)
 
@@ -245,23 +233,7 @@ def test_a_hubspot_deletion_erases_what_we_hold_on_the_contact(running: Running)
     contact = running.hubspot.add_contact("del@example.com")
 
     def notify(kind: str, event_id: int) -> None:
-        body = json.dumps(
-            [
-                {
-                    "objectId": int(contact),
-                    "eventId": event_id,
-                    "subscriptionId": 2,
-                    "portalId": 33,
-                    "appId": 4,
-                    "occurredAt": int(time.time() * 1000),
-                    "subscriptionType": kind,
-                    "attemptNumber": 0,
-                }
-            ]
-        ).encode()
-        response = running.client.post(
-            "/webhooks/hubspot", data=body, headers=hubspot_headers("/webhooks/hubspot", body)
-        )
+        response = post_hubspot(running, notification(contact, kind, event_id))
         assert response.status_code == 202, response.json
 
     store = running.service.app.extensions["dcb"]["store"]
