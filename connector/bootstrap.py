@@ -6,6 +6,7 @@ settings (pointing at fake platform APIs) and, where they need it, their own clo
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import random
@@ -19,7 +20,9 @@ from typing import Any
 
 import redis
 
-from adapters.hubspot.client import HubSpotClient, hubspot_throttle
+from adapters.hubspot.client import HubSpotClient, TokenProvider, hubspot_throttle
+from adapters.hubspot.install import HubSpotInstall, InstallConfig, InstallRefused
+from adapters.hubspot.oauth import HubSpotOAuthApi, HubSpotTokens, OAuthClientConfig
 from adapters.klaviyo.client import KlaviyoClient, klaviyo_throttle
 from adapters.storage.redis_keys import RedisKeys
 from adapters.storage.redis_limits import (
@@ -30,6 +33,12 @@ from adapters.storage.redis_limits import (
 from adapters.storage.redis_status import redis_health
 from adapters.storage.redis_store import RedisPipelineStore
 from adapters.storage.sqlite import SqlitePipelineStore
+from adapters.storage.token_store import (
+    RedisGrantStore,
+    SecretKeyError,
+    SqliteGrantStore,
+    TokenCipher,
+)
 from blocks.loading import BlockLibrary, load_library
 from connector.core.delivery import Deliverer
 from connector.core.dispatch import Dispatcher
@@ -40,6 +49,7 @@ from connector.core.processing import Processor
 from connector.core.ratelimit import RateLimiter
 from connector.core.rules import RuleSet
 from connector.core.storage import Settlement
+from connector.core.tokens import TokenUnavailable, hubspot_account
 from connector.core.validity import Revalidation
 from connector.endpoints import ACCOUNT, build_endpoints
 from connector.manifest import load_manifest
@@ -47,8 +57,9 @@ from connector.metrics import Metrics
 from connector.rulesets import load_ruleset_file
 from connector.runtime_report import RuntimeReport
 from connector.service import Service
-from connector.settings import Settings
+from connector.settings import Settings, SettingsError
 from webhooks.app import Observer, create_app
+from webhooks.oauth import START_PATH, InstallFlow, InstallPage, add_install_routes
 
 log = logging.getLogger("dcb")
 
@@ -122,6 +133,115 @@ def open_store(settings: Settings, shared: Shared | None = None) -> Store:
     return SqlitePipelineStore(settings.data_dir / STORE_FILE, settings.queue_limit)
 
 
+Grants = SqliteGrantStore | RedisGrantStore
+
+
+def open_grants(settings: Settings, shared: Shared | None = None) -> Grants:
+    """The encrypted OAuth token store, beside the pipeline's data. Raises `SettingsError`
+    when tokens are stored and no key in `DCB_SECRET_KEY` reads them: never a traceback,
+    never a key generated here."""
+    backend = shared or Shared.from_settings(settings)
+    cipher = TokenCipher([k.value for k in settings.secret_keys]) if settings.secret_keys else None
+    grants: Grants
+    if backend.redis is not None:
+        grants = RedisGrantStore(backend.redis, backend.keys, cipher)
+    else:
+        grants = SqliteGrantStore(settings.data_dir / STORE_FILE, cipher)
+    try:
+        grants.check()
+    except SecretKeyError as exc:
+        grants.close()
+        raise SettingsError([str(exc)]) from None
+    return grants
+
+
+def hubspot_tokens(settings: Settings, grants: Grants, runtime: Runtime) -> HubSpotTokens:
+    """Stored OAuth tokens, refreshed through HubSpot's token endpoint when due."""
+    config = OAuthClientConfig(
+        client_id=settings.hubspot_client_id or "",
+        client_secret=settings.hubspot_client_secrets[0].value,
+        base_url=settings.hubspot_api_url,
+    )
+    return HubSpotTokens(grants, HubSpotOAuthApi(config), runtime.epoch)
+
+
+def installed_portal_tokens(settings: Settings, tokens: HubSpotTokens) -> TokenProvider:
+    """The token provider of this (single) account: the portal `DCB_HUBSPOT_PORTAL_ID`
+    names, else the one portal that installed the app. Until there is one, writes wait."""
+
+    def provider(force_refresh: bool = False, stale: str | None = None) -> str:
+        if settings.hubspot_portal_id is not None:
+            account = hubspot_account(settings.hubspot_portal_id)
+        else:
+            portals = sorted(tokens.installed_portals())
+            if not portals:
+                raise TokenUnavailable(
+                    "no HubSpot portal has installed the app yet (open "
+                    f"{settings.public_url or ''}{START_PATH})"
+                )
+            if len(portals) > 1:
+                raise TokenUnavailable(
+                    f"{len(portals)} portals installed the app: set DCB_HUBSPOT_PORTAL_ID "
+                    "to the one this connector writes to"
+                )
+            account = hubspot_account(portals[0])
+        return tokens.token(account, force_refresh=force_refresh, stale=stale)
+
+    return provider
+
+
+def install_flow(
+    settings: Settings, grants: Grants, tokens: HubSpotTokens, runtime: Runtime
+) -> InstallFlow:
+    """The OAuth install routes' service, wired: state, code exchange, storage, provisioning."""
+    first_key = settings.secret_keys[0].value.encode()
+    config = InstallConfig(
+        client_id=settings.hubspot_client_id or "",
+        redirect_uri=settings.hubspot_redirect_uri or "",
+        scopes=settings.hubspot_scopes or load_manifest().hubspot.scopes,
+        signing_key=hashlib.sha256(b"dcb-oauth-state:" + first_key).digest(),
+    )
+    api = HubSpotOAuthApi(
+        OAuthClientConfig(
+            config.client_id, settings.hubspot_client_secrets[0].value, settings.hubspot_api_url
+        )
+    )
+
+    def provision_portal(account: str) -> ProvisionReport:
+        def provider(force_refresh: bool = False, stale: str | None = None) -> str:
+            return tokens.token(account, force_refresh=force_refresh, stale=stale)
+
+        client, _ = hubspot_client(settings, provider, runtime)
+        return client.provision()
+
+    install = HubSpotInstall(config, api, grants, provision_portal, runtime.epoch)
+
+    def start() -> tuple[str, str]:
+        started = install.start()
+        return started.url, started.state
+
+    def finish(code: str | None, state: str | None, cookie: str | None) -> InstallPage:
+        try:
+            done = install.finish(code, state, cookie)
+        except InstallRefused as exc:
+            return InstallPage(False, "The app was not installed", str(exc))
+        if done.provisioning.problems:
+            detail = (
+                f"HubSpot portal {done.portal_id} is connected, but its dcb_* properties could "
+                f"not all be created ({'; '.join(done.provisioning.problems)}); the connector "
+                "tries again at its next start."
+            )
+        else:
+            detail = (
+                f"HubSpot portal {done.portal_id} is connected and its dcb_* contact "
+                "properties are ready. You can close this page."
+            )
+        return InstallPage(True, "The app is installed", detail)
+
+    secure = (settings.public_url or "").startswith("https://")
+    return InstallFlow(start, finish, secure_cookie=secure)
+
+
 def load_rules(settings: Settings) -> tuple[BlockLibrary, RuleSet]:
     """The block library and the rule set; raises `DocumentError` naming file and line."""
     library = load_library(settings.blocks_dir)
@@ -129,9 +249,13 @@ def load_rules(settings: Settings) -> tuple[BlockLibrary, RuleSet]:
 
 
 def hubspot_client(
-    settings: Settings, token: str, runtime: Runtime, shared: Shared | None = None
+    settings: Settings,
+    token: str | TokenProvider,
+    runtime: Runtime,
+    shared: Shared | None = None,
 ) -> tuple[HubSpotClient, PauseBook]:
-    """A HubSpot client for `token` (provisioning the manifest's properties), its pauses."""
+    """A HubSpot client for `token`, a private app's or an OAuth token provider
+    (provisioning the manifest's properties), and its pauses."""
     backend = shared or Shared()
     pauses = backend.pauses("hubspot", runtime)
     limiter = backend.rolling_limiter(settings.hubspot_rate, runtime)
@@ -164,12 +288,21 @@ def klaviyo_client(
 Clients = dict[str, tuple[PlatformClient, PauseBook]]
 
 
-def build_clients(settings: Settings, runtime: Runtime, shared: Shared | None = None) -> Clients:
-    """One client per configured platform, each with the account's pauses and rate gate."""
+def build_clients(
+    settings: Settings,
+    runtime: Runtime,
+    shared: Shared | None = None,
+    tokens: HubSpotTokens | None = None,
+) -> Clients:
+    """One client per configured platform, each with the account's pauses and rate gate
+    (HubSpot's through the public app's stored tokens when `tokens` is given)."""
     clients: Clients = {}
     if settings.hubspot_access_token is not None:
         token = settings.hubspot_access_token.value
         clients["hubspot"] = hubspot_client(settings, token, runtime, shared)
+    elif tokens is not None:
+        provider = installed_portal_tokens(settings, tokens)
+        clients["hubspot"] = hubspot_client(settings, provider, runtime, shared)
     if settings.klaviyo_api_key is not None:
         key = settings.klaviyo_api_key.value
         clients["klaviyo"] = klaviyo_client(settings, key, runtime, shared)
@@ -204,9 +337,11 @@ def build_service(
     rt = runtime or Runtime()
     library, ruleset = load_rules(settings)
     shared = Shared.from_settings(settings)
+    grants = open_grants(settings, shared)
+    tokens = hubspot_tokens(settings, grants, rt) if settings.hubspot_oauth else None
     store = open_store(settings, shared)
     metrics = Metrics(store.depth)
-    clients = build_clients(settings, rt, shared) if workers else {}
+    clients = build_clients(settings, rt, shared, tokens) if workers else {}
     instance = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     processors = [
         Processor(
@@ -262,6 +397,12 @@ def build_service(
         if status in (200, 202) and service_ref:
             service_ref[0].events_arrived()
 
+    flow = install_flow(settings, grants, tokens, rt) if web and tokens is not None else None
+
+    def close() -> None:
+        store.close()
+        grants.close()
+
     app = create_app(
         build_endpoints(settings) if web else [],
         intake,
@@ -269,6 +410,7 @@ def build_service(
         metrics=metrics.exposition,
         clock=rt.clock,
         observer=Observer(answered),
+        extra=(lambda flask_app: add_install_routes(flask_app, flow)) if flow else None,
     )
     service = Service(
         app=app,
@@ -276,10 +418,16 @@ def build_service(
         dispatchers=dispatchers,
         reclaim=store.release_leases,
         upkeep=lambda: log.info("expired %d dedup keys", store.expire_dedup(rt.epoch())),
-        close=store.close,
+        close=close,
         fire_timers=lambda: store.fire_timers(rt.epoch()),
         publish=lambda: store.save_runtime(ACCOUNT, report.snapshot()),
     )
     service_ref.append(service)
-    app.extensions["dcb"] = {"service": service, "store": store, "clients": clients}
+    app.extensions["dcb"] = {
+        "service": service,
+        "store": store,
+        "clients": clients,
+        "grants": grants,
+        "tokens": tokens,
+    }
     return service

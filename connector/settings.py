@@ -13,6 +13,8 @@ from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from cryptography.fernet import Fernet
+
 from connector.core.durations import parse_duration
 from connector.core.events import EventType
 
@@ -62,6 +64,9 @@ class Settings:
     hubspot_access_token: Secret | None = None
     hubspot_api_url: str = DEFAULT_HUBSPOT_API_URL
     hubspot_client_secrets: tuple[Secret, ...] = ()
+    hubspot_client_id: str | None = None
+    hubspot_scopes: tuple[str, ...] = ()  # empty: the manifest's scopes
+    secret_keys: tuple[Secret, ...] = ()
     hubspot_app_id: str | None = None
     hubspot_portal_id: str | None = None
     hubspot_rate: int = 100
@@ -80,8 +85,23 @@ class Settings:
         return self.klaviyo_api_key is not None
 
     @property
+    def hubspot_oauth(self) -> bool:
+        """The public app's OAuth install is on (and a private app's token does not
+        override it): HubSpot writes use the installed portal's stored tokens."""
+        return (
+            self.hubspot_access_token is None
+            and self.hubspot_client_id is not None
+            and bool(self.hubspot_client_secrets)
+        )
+
+    @property
     def hubspot_enabled(self) -> bool:
-        return self.hubspot_access_token is not None
+        return self.hubspot_access_token is not None or self.hubspot_oauth
+
+    @property
+    def hubspot_redirect_uri(self) -> str | None:
+        """Where HubSpot sends the browser back after an install."""
+        return f"{self.public_url}/oauth/hubspot/callback" if self.public_url else None
 
     @property
     def platforms(self) -> tuple[str, ...]:
@@ -160,6 +180,19 @@ class _Reader:
             self.problems.append(f"{name}: {raw} does not exist")
         return path
 
+    def secret_keys(self) -> tuple[Secret, ...]:
+        """`DCB_SECRET_KEY`: Fernet keys, the first encrypts, every one decrypts."""
+        keys = _secrets(self.text("DCB_SECRET_KEY"))
+        for n, key in enumerate(keys, start=1):
+            try:
+                Fernet(key.value.encode("ascii"))
+            except (ValueError, UnicodeEncodeError):
+                self.problems.append(
+                    f"DCB_SECRET_KEY: key {n} is not a Fernet key (32 url-safe base64-encoded "
+                    "bytes, 44 characters)"
+                )
+        return keys
+
     def property_events(self) -> dict[str, str]:
         raw = self.text("DCB_HUBSPOT_PROPERTY_EVENTS")
         if raw is None:
@@ -197,6 +230,9 @@ class _Reader:
             hubspot_api_url=self.url("DCB_HUBSPOT_API_URL", DEFAULT_HUBSPOT_API_URL)
             or DEFAULT_HUBSPOT_API_URL,
             hubspot_client_secrets=_secrets(self.text("DCB_HUBSPOT_CLIENT_SECRET")),
+            hubspot_client_id=self.text("DCB_HUBSPOT_CLIENT_ID"),
+            hubspot_scopes=tuple((self.text("DCB_HUBSPOT_SCOPES") or "").split()),
+            secret_keys=self.secret_keys(),
             hubspot_app_id=self.text("DCB_HUBSPOT_APP_ID"),
             hubspot_portal_id=self.text("DCB_HUBSPOT_PORTAL_ID"),
             hubspot_rate=self.number("DCB_HUBSPOT_RATE", 100, 1, 10_000),
@@ -214,6 +250,17 @@ class _Reader:
             self.problems.append(
                 "DCB_PUBLIC_URL is required with DCB_HUBSPOT_CLIENT_SECRET: HubSpot signs the "
                 "public URL it calls"
+            )
+        if settings.hubspot_oauth and not settings.secret_keys:
+            self.problems.append(
+                "DCB_SECRET_KEY is required with DCB_HUBSPOT_CLIENT_ID: installed portals' "
+                "tokens are stored encrypted with it (make one with: python -c \"from "
+                "cryptography.fernet import Fernet; print(Fernet.generate_key().decode())\")"
+            )
+        if settings.hubspot_client_id and not settings.hubspot_client_secrets:
+            self.problems.append(
+                "DCB_HUBSPOT_CLIENT_SECRET is required with DCB_HUBSPOT_CLIENT_ID (the public "
+                "app's client secret)"
             )
         if self.problems:
             raise SettingsError(self.problems)

@@ -7,6 +7,12 @@ call. Each record's outcome is read from the answer (200, or 207 with per-record
 failure (RETRY). A 400 for a whole batch is split in halves until the bad record is
 alone, so the others are written and only it is FATAL.
 
+The access token is a string (a private app's) or a `TokenProvider`, asked before every
+call (an OAuth app's tokens expire every 30 minutes). After a 401 the provider is asked
+for a refreshed token and the call is made once more. When it has no usable token (the
+portal disconnected, say) every write comes back RETRY, throttled: the account pauses
+and its writes wait, nothing is dead-lettered.
+
 The SDK's retries are off (`Retry(0)`), every call has a timeout and passes the injected
 `CallGate` first (one limit for the whole account: endpoint `API`). A 429 pauses the
 account; the rest of the batch is then not sent and comes back throttled.
@@ -17,7 +23,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, tzinfo
-from functools import partial
 from typing import Any
 
 import hubspot.crm.properties as props
@@ -33,11 +38,18 @@ from hubspot.crm.contacts import (
 from adapters.hubspot.errors import API_EXCEPTIONS, classify, classify_record_error
 from connector.core.adaptive import AdaptiveRate
 from connector.core.pauses import PauseBook
-from connector.core.ports import ProfileWrite, ProvisionReport, WriteOutcome, WriteStatus
+from connector.core.ports import (
+    ACCOUNT_SCOPE,
+    ProfileWrite,
+    ProvisionReport,
+    WriteOutcome,
+    WriteStatus,
+)
 from connector.core.properties_schema import PropertySchema, PropertySpec
 from connector.core.ratelimit import RateLimiter, RollingWindowLimiter
 from connector.core.redaction import scrub
 from connector.core.throttle import CallGate, Throttle
+from connector.core.tokens import TokenUnavailable
 
 API = "api"  # every call counts against one account-wide limit (search aside)
 LIMIT_PER_10S = 100  # private apps on Free/Starter; 190 on Pro/Enterprise, 110 for OAuth apps
@@ -45,6 +57,9 @@ MAX_BATCH = 100  # HubSpot's batch size limit
 MISSING_PROPERTY = "PROPERTY_DOESNT_EXIST"  # HubSpot's error code for an unknown property
 
 Clock = Callable[[], float]
+#: The current access token; with `force_refresh` a new one (after a 401 for `stale`).
+#: Raises `TokenUnavailable` when there is none to use.
+TokenProvider = Callable[..., str]
 
 
 def hubspot_throttle(
@@ -66,7 +81,7 @@ class HubSpotClient:
 
     def __init__(
         self,
-        access_token: str,
+        access_token: str | TokenProvider,
         *,
         base_url: str,
         gate: CallGate,
@@ -75,8 +90,10 @@ class HubSpotClient:
         clock: Clock = time.time,
         account_tz: tzinfo = UTC,
     ) -> None:
+        fixed = access_token if isinstance(access_token, str) else None
+        self._provider = None if isinstance(access_token, str) else access_token
         sdk = HubSpot(
-            access_token=access_token,
+            access_token=fixed,
             retry=urllib3.Retry(0, redirect=False),
             host=base_url.rstrip("/"),
         )
@@ -113,15 +130,47 @@ class HubSpotClient:
     def _send(self, writes: Sequence[ProfileWrite], *, upsert: bool) -> list[WriteOutcome]:
         if not writes:
             return []
-        self._gate.wait_turn(API)
         try:
-            answer = self._call(writes, upsert)
+            answer = self._authorized(lambda auth: self._call(writes, upsert, auth))
+        except TokenUnavailable as exc:
+            return self._unavailable(exc, writes)
         except Exception as exc:
             return self._failed(exc, writes, upsert)
         self._gate.succeeded(API)
         return self._read(answer, writes, upsert)
 
-    def _call(self, writes: Sequence[ProfileWrite], upsert: bool) -> Any:
+    # -- access tokens ----------------------------------------------------------------
+    def _authorized(self, call: Callable[[dict[str, str] | None], Any]) -> Any:
+        """`call(auth)` after the gate, with the current token; once more with a refreshed
+        token after a 401. Raises what the call raises, or `TokenUnavailable`."""
+        if self._provider is None:
+            self._gate.wait_turn(API)
+            return call(None)
+        token = self._provider()
+        self._gate.wait_turn(API)
+        try:
+            return call(_bearer(token))
+        except API_EXCEPTIONS as exc:
+            if exc.status != 401:
+                raise
+        token = self._provider(force_refresh=True, stale=token)
+        self._gate.wait_turn(API)
+        return call(_bearer(token))
+
+    def _unavailable(
+        self, exc: TokenUnavailable, writes: Sequence[ProfileWrite]
+    ) -> list[WriteOutcome]:
+        """No token to write with: pause the account; the writes wait, none is lost."""
+        reason = scrub(f"no access token: {exc.reason}")
+        self._gate.throttled(API, ACCOUNT_SCOPE, exc.retry_after, reason)
+        outcome = WriteOutcome(
+            "", WriteStatus.RETRY, reason, retry_after=exc.retry_after, throttled=True
+        )
+        return [outcome.for_write(w.key) for w in writes]
+
+    def _call(
+        self, writes: Sequence[ProfileWrite], upsert: bool, auth: dict[str, str] | None = None
+    ) -> Any:
         if upsert:
             inputs = [
                 SimplePublicObjectBatchInputUpsert(
@@ -135,6 +184,7 @@ class HubSpotClient:
             return self._batch.upsert(
                 BatchInputSimplePublicObjectBatchInputUpsert(inputs=inputs),
                 _request_timeout=self._timeout,
+                _request_auth=auth,
             )
         inputs_by_id = [
             SimplePublicObjectBatchInput(
@@ -145,6 +195,7 @@ class HubSpotClient:
         return self._batch.update(
             BatchInputSimplePublicObjectBatchInput(inputs=inputs_by_id),
             _request_timeout=self._timeout,
+            _request_auth=auth,
         )
 
     def _failed(
@@ -225,20 +276,24 @@ class HubSpotClient:
             name=group_name, label=self._schema.group_label, display_order=-1
         )
         outcome = self._provision_call(
-            lambda: self._groups.create("contacts", group, _request_timeout=self._timeout)
+            lambda auth: self._groups.create(
+                "contacts", group, _request_timeout=self._timeout, _request_auth=auth
+            )
         )
         if outcome is not None and outcome != 409:
             return ProvisionReport(problems=(f"group {group_name}: {outcome}",))
         created = [f"group {group_name}"] if outcome is None else []
         existing = [f"group {group_name}"] if outcome == 409 else []
         try:
-            self._gate.wait_turn(API)
-            defined = {
-                p.name: p
-                for p in self._properties.get_all(
-                    "contacts", _request_timeout=self._timeout
-                ).results
-            }
+            everything = self._authorized(
+                lambda auth: self._properties.get_all(
+                    "contacts", _request_timeout=self._timeout, _request_auth=auth
+                )
+            )
+            defined = {p.name: p for p in everything.results}
+        except TokenUnavailable as exc:
+            problem = f"properties: no access token: {exc.reason}"
+            return ProvisionReport(tuple(created), tuple(existing), (problem,))
         except Exception as exc:
             reason = classify(exc, now=self._clock(), tz=self._tz).reason
             return ProvisionReport(tuple(created), tuple(existing), (f"properties: {reason}",))
@@ -274,14 +329,17 @@ class HubSpotClient:
             local_vars_configuration=self._unchecked,
         )
         return self._provision_call(
-            partial(self._properties.create, "contacts", body, _request_timeout=self._timeout)
+            lambda auth: self._properties.create(
+                "contacts", body, _request_timeout=self._timeout, _request_auth=auth
+            )
         )
 
-    def _provision_call(self, call: Callable[[], Any]) -> int | str | None:
+    def _provision_call(self, call: Callable[[dict[str, str] | None], Any]) -> int | str | None:
         """None when created, 409 when it exists, else the reason it failed."""
-        self._gate.wait_turn(API)
         try:
-            call()
+            self._authorized(call)
+        except TokenUnavailable as exc:
+            return f"no access token: {exc.reason}"
         except API_EXCEPTIONS as exc:
             if exc.status == 409:
                 return 409
@@ -290,6 +348,11 @@ class HubSpotClient:
             return classify(exc, now=self._clock(), tz=self._tz).reason
         self._gate.succeeded(API)
         return None
+
+
+def _bearer(token: str) -> dict[str, str]:
+    """The SDK's per-call auth override (`_request_auth`) for an OAuth access token."""
+    return {"type": "oauth2", "in": "header", "key": "Authorization", "value": f"Bearer {token}"}
 
 
 def _index(writes: Sequence[ProfileWrite], upsert: bool) -> dict[str, int]:

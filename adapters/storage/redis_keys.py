@@ -10,6 +10,8 @@ Layout, for the prefix `dcb` (`{a}` an account, `{p}` a platform, `{k}` a profil
     dcb:attempts                    hash entry id -> times handed out by `claim`
     dcb:accounts                    set of accounts seen
     dcb:dead_letters                stream of dead letters (all accounts)
+    dcb:oauth_grants                hash account -> JSON grant (tokens encrypted)
+    dcb:oauth_state:{s}             "1" with a TTL: an OAuth state not yet used
     dcb:{a}:queued                  counter of the account's queued events
     dcb:{a}:dedup:{key}             "1" with a TTL of `DEDUP_TTL`
     dcb:{a}:identities              hash identifier -> profile key
@@ -91,6 +93,15 @@ class RedisKeys:
     @property
     def dead_letters(self) -> str:
         return f"{self.prefix}:dead_letters"
+
+    @property
+    def oauth_grants(self) -> str:
+        """Hash: account -> JSON OAuth grant, its tokens encrypted (`token_store`)."""
+        return f"{self.prefix}:oauth_grants"
+
+    def oauth_state(self, state: str) -> str:
+        """String with a TTL: an OAuth `state` handed out and not yet used."""
+        return f"{self.prefix}:oauth_state:{state}"
 
     # --- per account ------------------------------------------------------------------------
 

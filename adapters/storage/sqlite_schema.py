@@ -84,6 +84,20 @@ CREATE TABLE IF NOT EXISTS timers (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS timers_due ON timers (fire_at);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS oauth_grants (
+    account TEXT PRIMARY KEY,
+    platform TEXT NOT NULL,
+    account_id TEXT NOT NULL,
+    tokens TEXT NOT NULL,
+    expires_at REAL NOT NULL,
+    status TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    updated_at REAL NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS oauth_states (
+    state TEXT PRIMARY KEY,
+    expires_at REAL NOT NULL
+) WITHOUT ROWID;
 """
 
 

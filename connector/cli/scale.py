@@ -24,7 +24,7 @@ from connector.bootstrap import build_service, provision
 from connector.cli.serve import SWITCH_INTERVAL, load_settings
 from connector.core.documents import DocumentError
 from connector.metrics import enable_multiprocess
-from connector.settings import Settings
+from connector.settings import Settings, SettingsError
 
 log = logging.getLogger("dcb")
 
@@ -86,7 +86,7 @@ def run_web(args: argparse.Namespace) -> int:
     )
     try:
         build_service(settings, workers=0).close()  # fail fast on bad rules or blocks
-    except DocumentError as exc:
+    except (DocumentError, SettingsError) as exc:  # bad rules, or keys that read no token
         print(exc, file=sys.stderr)
         return 1
     options = {
@@ -111,7 +111,7 @@ def run_worker(args: argparse.Namespace) -> int:
     sys.setswitchinterval(SWITCH_INTERVAL)
     try:
         service = build_service(settings, web=False, workers=max(1, args.concurrency))
-    except DocumentError as exc:
+    except (DocumentError, SettingsError) as exc:  # bad rules, or keys that read no token
         print(exc, file=sys.stderr)
         return 1
     try:

@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     sys.setswitchinterval(SWITCH_INTERVAL)
     try:
         service = build_service(settings)
-    except DocumentError as exc:
+    except (DocumentError, SettingsError) as exc:  # bad rules, or keys that read no token
         print(exc, file=sys.stderr)
         return 1
     clients = service.app.extensions["dcb"]["clients"]

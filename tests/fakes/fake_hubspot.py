@@ -10,12 +10,23 @@ answer 200, or 207 with per-record `errors` (unknown ids, and records scripted t
 with `policyName` TEN_SECONDLY_ROLLING or DAILY. After a 429 that carried `Retry-After`
 (scripted with `pause`), calls made before it ends are answered 429 and counted in
 `calls_during_pause`.
+
+OAuth (the public app): `authorize(portal)` stands in for a user approving the install in
+HubSpot and returns the code HubSpot would append to the redirect URL. `POST
+/oauth/v1/token` (form-encoded) takes `authorization_code` (single-use codes, checked
+against the client id, secret and redirect URI) and `refresh_token` grants and answers
+HubSpot's `{"access_token","refresh_token","expires_in","token_type"}`; access tokens
+expire after `token_lifetime` seconds by the fake's clock, and a CRM call with an expired
+one is a 401 `EXPIRED_AUTHENTICATION`. `GET /oauth/v1/access-tokens/{token}` tells the
+token's `hub_id`. `uninstall(portal)` revokes the portal's tokens: CRM calls answer 401 and
+a refresh answers 400 `BAD_REFRESH_TOKEN`, as HubSpot does.
 """
 
 from __future__ import annotations
 
 import math
 import uuid
+from urllib.parse import parse_qs
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -25,6 +36,10 @@ from connector.manifest import load_manifest
 from tests.fakes.http_fake import Clock, FakeHttpApi, Reply, Request, header
 
 CONTACTS = "/crm/v3/objects/contacts"
+TOKEN = "/oauth/v1/token"
+TOKEN_INFO = "/oauth/v1/access-tokens/"
+CLIENT_ID = "fake-client-id"
+CLIENT_SECRET = "fake-client-secret"
 PROPERTIES = "/crm/v3/properties/contacts"
 BUILT_IN = ("email", "firstname", "lastname")
 MAX_VALUE = 65_536
@@ -59,9 +74,21 @@ class FakeHubSpotApi(FakeHttpApi):
         clock: Clock | None = None,
         limit_per_10s: int = 100,
         daily_limit: int | None = None,
+        client_id: str = CLIENT_ID,
+        client_secret: str = CLIENT_SECRET,
+        token_lifetime: int = 1800,
     ) -> None:
         super().__init__(clock)
         self.token = token
+        self.client_id = client_id
+        self.client_secret = client_secret
+        self.token_lifetime = token_lifetime
+        self.codes: dict[str, tuple[str, str]] = {}  # code -> (portal, redirect_uri)
+        self.access_tokens: dict[str, tuple[str, float]] = {}  # token -> (portal, expires)
+        self.refresh_tokens: dict[str, str] = {}  # refresh token -> portal
+        self.uninstalled: set[str] = set()
+        self.portals_called: list[str] = []  # the portal of each CRM call made with OAuth
+        self._issued = 0
         self.limit_per_10s = limit_per_10s
         self.daily_limit = daily_limit
         self.contacts: dict[str, Contact] = {}
@@ -116,21 +143,115 @@ class FakeHubSpotApi(FakeHttpApi):
             with self.lock:
                 self._quiet_until = max(self._quiet_until, request.at + float(retry_after))
 
+    # -- OAuth helpers --------------------------------------------------------------------
+    def authorize(self, portal: str | int, redirect_uri: str) -> str:
+        """The code HubSpot hands the browser after a user installs the app on `portal`."""
+        with self.lock:
+            code = f"code-{uuid.uuid4().hex}"
+            self.codes[code] = (str(portal), redirect_uri)
+            self.uninstalled.discard(str(portal))
+            return code
+
+    def uninstall(self, portal: str | int) -> None:
+        """The portal removed the app: its access and refresh tokens stop working."""
+        with self.lock:
+            self.uninstalled.add(str(portal))
+            for token, (owner, _) in list(self.access_tokens.items()):
+                if owner == str(portal):
+                    del self.access_tokens[token]
+            for token, owner in list(self.refresh_tokens.items()):
+                if owner == str(portal):
+                    del self.refresh_tokens[token]
+
+    def token_calls(self, grant_type: str | None = None) -> list[Request]:
+        calls = [r for r in self.requests if r.path == TOKEN]
+        if grant_type is None:
+            return calls
+        return [r for r in calls if _form(r.body).get("grant_type") == grant_type]
+
     def batch_calls(self) -> list[Request]:
         return [r for r in self.requests if r.path.startswith(CONTACTS + "/batch/")]
 
     # -- HTTP ---------------------------------------------------------------------------
     def handle(self, request: Request) -> Reply:
-        if header(request, "Authorization") != f"Bearer {self.token}":
-            return hs_error(401, "INVALID_AUTHENTICATION", "Authentication credentials not "
-                            "found. This API supports OAuth 2.0 authentication.")
         with self.lock:
+            if request.path == TOKEN and request.method == "POST":
+                return self._token(_form(request.body))
+            if request.path.startswith(TOKEN_INFO) and request.method == "GET":
+                return self._token_info(request.path[len(TOKEN_INFO):])
+            refused = self._authenticate(header(request, "Authorization"), request.at)
+            if refused is not None:
+                return refused
             limited = self._rate_limit(request.at)
             if limited is not None:
                 return limited
             reply = self._route(request)
             reply.headers.update(self._rate_headers())
             return reply
+
+    # -- OAuth ------------------------------------------------------------------------
+    def _authenticate(self, authorization: str, now: float) -> Reply | None:
+        if authorization == f"Bearer {self.token}":
+            return None
+        token = authorization.removeprefix("Bearer ")
+        known = self.access_tokens.get(token)
+        if known is None:
+            return hs_error(401, "INVALID_AUTHENTICATION", "Authentication credentials not "
+                            "found. This API supports OAuth 2.0 authentication.")
+        portal, expires = known
+        if now >= expires:
+            minutes = max(1, int((now - expires) // 60))
+            return hs_error(401, "EXPIRED_AUTHENTICATION", "The OAuth token used to make this "
+                            f"call expired {minutes} minute(s) ago.")
+        self.portals_called.append(portal)
+        return None
+
+    def _token(self, form: dict[str, str]) -> Reply:
+        if form.get("client_id") != self.client_id:
+            return _oauth_error("BAD_CLIENT_ID", "missing or invalid client_id")
+        if form.get("client_secret") != self.client_secret:
+            return _oauth_error("BAD_CLIENT_SECRET", "missing or invalid client_secret")
+        grant = form.get("grant_type")
+        if grant == "authorization_code":
+            found = self.codes.pop(form.get("code", ""), None)
+            if found is None:
+                return _oauth_error("BAD_AUTH_CODE", "missing or unknown auth code")
+            portal, redirect_uri = found
+            if form.get("redirect_uri") != redirect_uri:
+                return _oauth_error("BAD_REDIRECT_URI", "redirect_uri does not match the "
+                                    "one used to authorize")
+            refresh = f"refresh-{portal}-{uuid.uuid4().hex}"
+            self.refresh_tokens[refresh] = portal
+            return self._issue(portal, refresh)
+        if grant == "refresh_token":
+            refresh = form.get("refresh_token", "")
+            portal = self.refresh_tokens.get(refresh)
+            if portal is None:
+                return _oauth_error("BAD_REFRESH_TOKEN", "missing or invalid refresh token")
+            return self._issue(portal, refresh)
+        return _oauth_error("BAD_GRANT_TYPE", "grant_type must be authorization_code or "
+                            "refresh_token")
+
+    def _issue(self, portal: str, refresh: str) -> Reply:
+        self._issued += 1
+        access = f"oauth-{portal}-{self._issued}-{uuid.uuid4().hex[:8]}"
+        self.access_tokens[access] = (portal, self.clock() + self.token_lifetime)
+        return Reply(200, {"token_type": "bearer", "refresh_token": refresh,
+                           "access_token": access, "expires_in": self.token_lifetime})
+
+    def _token_info(self, token: str) -> Reply:
+        known = self.access_tokens.get(token)
+        if known is None or self.clock() >= known[1]:
+            return Reply(404, {"status": "error", "message": "Token not found",
+                               "correlationId": str(uuid.uuid4())})
+        portal, expires = known
+        return Reply(200, {"token": token, "user": "installer@example.com",
+                           "hub_domain": f"portal-{portal}.example.com",
+                           "scopes": ["oauth", "crm.objects.contacts.read",
+                                      "crm.objects.contacts.write",
+                                      "crm.schemas.contacts.write"],
+                           "hub_id": int(portal), "app_id": 4242, "user_id": 7,
+                           "expires_in": int(expires - self.clock()), "token_type": "access"})
 
     def _route(self, request: Request) -> Reply:
         path, method = request.path, request.method
@@ -256,6 +377,18 @@ class FakeHubSpotApi(FakeHttpApi):
                                  body.get("description", ""), body.get("type", "string"))
         self.definitions[name] = definition
         return Reply(201, definition)
+
+
+def _form(body: Any) -> dict[str, str]:
+    """A form-encoded body (the fake's HTTP half left it a string)."""
+    text = body if isinstance(body, str) else ""
+    return {k: v[0] for k, v in parse_qs(text).items()}
+
+
+def _oauth_error(status: str, message: str) -> Reply:
+    """HubSpot's token endpoint refusal: 400 with `status` naming the problem."""
+    return Reply(400, {"status": status, "message": message,
+                       "correlationId": str(uuid.uuid4())})
 
 
 def _definition(
