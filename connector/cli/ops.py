@@ -14,10 +14,11 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from connector.bootstrap import open_store
+from connector.bootstrap import open_grants, open_store
 from connector.cli.serve import load_settings
 from connector.core.intake import REDECIDE
 from connector.core.storage import Inbound
+from connector.settings import SettingsError
 
 
 def register(subparsers: Any) -> None:
@@ -42,11 +43,25 @@ def run_status(args: argparse.Namespace) -> int:
     settings = load_settings()
     if settings is None:
         return 1
+    try:
+        grants = open_grants(settings)
+    except SettingsError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    try:
+        installs = {
+            g.account: {"portal": g.account_id, "status": g.status, "reason": g.reason}
+            for g in grants.grants()
+        }
+    finally:
+        grants.close()
     store = open_store(settings)
     try:
         report = store.status(time.time())
     finally:
         store.close()
+    if installs:
+        report["oauth"] = installs
     if args.json:
         print(json.dumps(report, indent=2, sort_keys=True))
         return 0
@@ -72,6 +87,9 @@ def run_status(args: argparse.Namespace) -> int:
         for platform, error in sorted((info.get("last_errors") or {}).items()):
             print(f"  {platform}: last error: {error}")
         print(f"  dead letters: {info.get('dead_letters', 0)}")
+    for account, install in sorted(installs.items()):
+        reason = f": {install['reason']}" if install["reason"] else ""
+        print(f"oauth {account} (HubSpot portal {install['portal']}): {install['status']}{reason}")
     return 0
 
 

@@ -26,11 +26,11 @@ from __future__ import annotations
 
 import math
 import uuid
-from urllib.parse import parse_qs
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import parse_qs
 
 from connector.manifest import load_manifest
 from tests.fakes.http_fake import Clock, FakeHttpApi, Reply, Request, header
