@@ -12,10 +12,12 @@ import sys
 from collections.abc import Sequence
 
 from connector.cli import blocks as blocks_command
+from connector.cli import hubspot_project as hubspot_project_command
 from connector.cli import install as install_command
 from connector.cli import ops as ops_command
 from connector.cli import rules as rules_command
 from connector.cli import scale as scale_command
+from connector.cli import secrets as secrets_command
 from connector.cli import serve as serve_command
 from connector.cli import simulate as simulate_command
 
@@ -28,6 +30,8 @@ COMMANDS = [
     scale_command,
     ops_command,
     install_command,
+    secrets_command,
+    hubspot_project_command,
 ]
 
 
