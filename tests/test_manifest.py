@@ -114,3 +114,10 @@ def test_a_broken_manifest_names_the_file_and_field(edit: str, value: Any, messa
 def test_a_manifest_that_is_not_an_object_is_refused() -> None:
     with pytest.raises(ManifestError, match=r"^x.json: top level: must be an object$"):
         parse_manifest([], "x.json")
+
+
+def test_the_oauth_install_routes_are_declared() -> None:
+    from webhooks.oauth import CALLBACK_PATH, START_PATH
+
+    declared = {e.path: e for e in load_manifest().endpoints}
+    assert declared[START_PATH].method == declared[CALLBACK_PATH].method == "GET"
