@@ -98,7 +98,7 @@ class HubSpotInstall:
     def finish(self, code: str | None, state: str | None, cookie: str | None) -> Installed:
         """Check the state, exchange the code, store the tokens, provision the portal.
         Raises `InstallRefused` with a reason fit for the browser."""
-        nonce = self._check_state(state, cookie)
+        self._check_state(state, cookie)
         if not code:
             raise InstallRefused("HubSpot sent no authorization code")
         try:
@@ -110,8 +110,7 @@ class HubSpotInstall:
         now = self._clock()
         account = hubspot_account(portal)
         self._store.save(grant_for(portal, answer, now, account))
-        log.info("portal %s installed the app (account %s), nonce %s used", portal, account,
-                 nonce[:6])
+        log.info("portal %s installed the app (account %s)", portal, account)
         try:
             report = self._provision(account)
         except Exception as exc:  # tokens are stored; provisioning runs again at start-up
