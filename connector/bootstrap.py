@@ -13,6 +13,7 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -34,8 +35,9 @@ from blocks.loading import BlockLibrary, load_library
 from connector.core.delivery import Deliverer
 from connector.core.dispatch import Dispatcher
 from connector.core.intake import Intake
+from connector.core.late_data import LateData, Submit
 from connector.core.pauses import PauseBook, Pauses
-from connector.core.ports import PlatformClient, ProvisionReport
+from connector.core.ports import PlatformClient, ProfileSource, ProvisionReport
 from connector.core.processing import Processor
 from connector.core.ratelimit import RateLimiter
 from connector.core.rules import RuleSet
@@ -53,6 +55,8 @@ from webhooks.app import Observer, create_app
 log = logging.getLogger("dcb")
 
 STORE_FILE = "dcb.sqlite3"
+#: Profile reads in flight at once (late and missing data); more wait their turn.
+FETCH_THREADS = 8
 #: The least time between two calls carrying a partial batch: the documented steady rate
 #: (HubSpot: DCB_HUBSPOT_RATE calls per rolling 10 s; Klaviyo profile-import: 700/min).
 PACE_SECONDS: dict[str, Callable[[Settings], float]] = {
@@ -176,6 +180,28 @@ def build_clients(settings: Settings, runtime: Runtime, shared: Shared | None = 
     return clients
 
 
+def build_late_data(
+    settings: Settings, clients: Clients, store: Store, runtime: Runtime, submit: Submit
+) -> LateData | None:
+    """What reads a delayed decision's missing fields from the platforms (the write
+    clients, so reads share their rate limits and pauses); None with no platform."""
+    sources: dict[str, ProfileSource] = {
+        platform: client
+        for platform, (client, _) in clients.items()
+        if isinstance(client, HubSpotClient | KlaviyoClient)
+    }
+    if not sources:
+        return None
+    return LateData(
+        sources,
+        submit,
+        store,
+        runtime.clock,
+        budget=settings.fetch_budget_ms / 1000,
+        ttl=settings.fetch_ttl,
+    )
+
+
 def provision(clients: Clients) -> dict[str, ProvisionReport]:
     """Check each platform can take our properties (creating HubSpot's if missing)."""
     reports = {}
@@ -208,6 +234,8 @@ def build_service(
     metrics = Metrics(store.depth)
     clients = build_clients(settings, rt, shared) if workers else {}
     instance = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    fetches = ThreadPoolExecutor(max_workers=FETCH_THREADS, thread_name_prefix="dcb-fetch")
+    late_data = build_late_data(settings, clients, store, rt, fetches.submit)
     processors = [
         Processor(
             store,
@@ -217,6 +245,7 @@ def build_service(
             consumer=f"{instance}-{n}",
             abandon_after=settings.abandon_after,
             on_decided=metrics.decided,
+            late_data=late_data,
         )
         for n in range(workers)
     ]
@@ -257,6 +286,10 @@ def build_service(
 
     service_ref: list[Service] = []
 
+    def close() -> None:
+        fetches.shutdown(wait=False, cancel_futures=True)  # a late answer is retried anyway
+        store.close()
+
     def answered(endpoint: str, status: int, seconds: float) -> None:
         metrics.answered(endpoint, status, seconds)
         if status in (200, 202) and service_ref:
@@ -276,7 +309,7 @@ def build_service(
         dispatchers=dispatchers,
         reclaim=store.release_leases,
         upkeep=lambda: log.info("expired %d dedup keys", store.expire_dedup(rt.epoch())),
-        close=store.close,
+        close=close,
         fire_timers=lambda: store.fire_timers(rt.epoch()),
         publish=lambda: store.save_runtime(ACCOUNT, report.snapshot()),
     )
