@@ -40,8 +40,9 @@ from connector.core.storage import Claimed, PendingWrite, PipelineStore, Profile
 
 log = logging.getLogger(__name__)
 
-#: Fetch rounds per batch: a decision made with fetched data may lack another field.
-FETCH_ROUNDS = 2
+#: Fetch rounds per batch within the budget: a decision made with fetched data may lack
+#: another field (a later rule's); past this, that one is read and answers late.
+FETCH_ROUNDS = 3
 
 
 class Rendered(Protocol):
@@ -215,24 +216,28 @@ class Processor:
 
     def _fetch_missing(self, late: LateData, drafts: Sequence[_Draft]) -> None:
         """Read what delayed decisions lack, all profiles at once within one budget; fold
-        what comes in time and decide again (a second round when the new decision lacks
-        something else and budget is left)."""
+        what comes in time and decide again (another round when the new decision lacks
+        something else; once the budget is spent, reads are left to answer late)."""
         started = self.clock()
         open_drafts = list(drafts)
         for _ in range(FETCH_ROUNDS):
-            asks = [
-                (d, ask)
-                for d in open_drafts
-                if (ask := late.ask(d.account, d.key, d.context, d.decision, d.platforms,
-                                    d.attempt)) is not None
-            ]  # fmt: skip
+            asks = self._asks(late, open_drafts)
             if not asks:
                 return
             left = late.budget - (self.clock() - started).total_seconds()
             late.wait([a for _, a in asks], left)
             open_drafts = [d for d, ask in asks if self._resolve(late, d, ask)]
-            if (self.clock() - started).total_seconds() >= late.budget:
-                return
+        for _, ask in self._asks(late, open_drafts):  # rounds spent: the answer comes later
+            late.late(ask)
+
+    @staticmethod
+    def _asks(late: LateData, drafts: Sequence[_Draft]) -> list[tuple[_Draft, Ask]]:
+        return [
+            (d, ask)
+            for d in drafts
+            if (ask := late.ask(d.account, d.key, d.context, d.decision, d.platforms,
+                                d.attempt)) is not None
+        ]  # fmt: skip
 
     def _resolve(self, late: LateData, draft: _Draft, ask: Ask) -> bool:
         """Apply one fetch's outcome to its draft; True when the draft was decided again

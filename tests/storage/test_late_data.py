@@ -114,10 +114,10 @@ class Rig:
 
 
 def _rig(store: Store, hubspot: FakeHubSpotApi, submit: Callable[..., Future[FetchedProfile]],
-         budget: float = 0.08) -> Rig:
+         budget: float = 0.08, rules: str = RULES) -> Rig:
     clock = Clock()
     library = load_library()
-    ruleset = load_ruleset(RULES, "late.yaml", library.catalogue)
+    ruleset = load_ruleset(rules, "late.yaml", library.catalogue)
     gate = hubspot_throttle(Pauses(time.time), time.sleep, time.time)
     client = HubSpotClient("pat-test", base_url=hubspot.base_url, gate=gate, timeout=5.0,
                            schema=load_manifest().property_schema)
@@ -277,3 +277,23 @@ def test_klaviyo_profiles_are_read_by_email(store: Store, executor: ThreadPoolEx
         profile = klaviyo.by_email("ada@example.com")
         assert profile is not None and profile.properties["dcb_block"] == "localized_offer"
         assert klaviyo.reads()[0].query["filter"] == ['equals(email,"ada@example.com")']
+
+
+def test_a_field_a_later_rule_requires_is_read_in_a_second_round(
+    store: Store, executor: ThreadPoolExecutor
+) -> None:
+    tiers = RULES.replace("fallback:", """  - id: gold
+    when: {profile.loyalty_tier: gold}
+    requires: [profile.loyalty_tier]
+    block: loyalty_reward
+fallback:""")
+    with FakeHubSpotApi() as hubspot:
+        hubspot.define_dcb_properties()
+        hubspot.define_property("loyalty_tier", "text")
+        hubspot.add_contact("ada@example.com", city="Boston", loyalty_tier="gold")
+        rig = _rig(store, hubspot, executor.submit, budget=2.0, rules=tiers)
+        rig.event()
+        rig.process()
+        asked = [r.query["properties"][0] for r in hubspot.reads()]
+        assert len(asked) == 2 and "loyalty_tier" in asked[1]
+        assert rig.flush() == ["loyalty_reward"]
