@@ -14,6 +14,7 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -43,8 +44,9 @@ from blocks.loading import BlockLibrary, load_library
 from connector.core.delivery import Deliverer
 from connector.core.dispatch import Dispatcher
 from connector.core.intake import Intake
+from connector.core.late_data import LateData, Submit
 from connector.core.pauses import PauseBook, Pauses
-from connector.core.ports import PlatformClient, ProvisionReport
+from connector.core.ports import PlatformClient, ProfileSource, ProvisionReport
 from connector.core.processing import Processor
 from connector.core.ratelimit import RateLimiter
 from connector.core.rules import RuleSet
@@ -64,6 +66,8 @@ from webhooks.oauth import START_PATH, InstallFlow, InstallPage, add_install_rou
 log = logging.getLogger("dcb")
 
 STORE_FILE = "dcb.sqlite3"
+#: Profile reads in flight at once (late and missing data); more wait their turn.
+FETCH_THREADS = 8
 #: The least time between two calls carrying a partial batch: the documented steady rate
 #: (HubSpot: DCB_HUBSPOT_RATE calls per rolling 10 s; Klaviyo profile-import: 700/min).
 PACE_SECONDS: dict[str, Callable[[Settings], float]] = {
@@ -309,6 +313,28 @@ def build_clients(
     return clients
 
 
+def build_late_data(
+    settings: Settings, clients: Clients, store: Store, runtime: Runtime, submit: Submit
+) -> LateData | None:
+    """What reads a delayed decision's missing fields from the platforms (the write
+    clients, so reads share their rate limits and pauses); None with no platform."""
+    sources: dict[str, ProfileSource] = {
+        platform: client
+        for platform, (client, _) in clients.items()
+        if isinstance(client, HubSpotClient | KlaviyoClient)
+    }
+    if not sources:
+        return None
+    return LateData(
+        sources,
+        submit,
+        store,
+        runtime.clock,
+        budget=settings.fetch_budget_ms / 1000,
+        ttl=settings.fetch_ttl,
+    )
+
+
 def provision(clients: Clients) -> dict[str, ProvisionReport]:
     """Check each platform can take our properties (creating HubSpot's if missing)."""
     reports = {}
@@ -343,6 +369,8 @@ def build_service(
     metrics = Metrics(store.depth)
     clients = build_clients(settings, rt, shared, tokens) if workers else {}
     instance = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    fetches = ThreadPoolExecutor(max_workers=FETCH_THREADS, thread_name_prefix="dcb-fetch")
+    late_data = build_late_data(settings, clients, store, rt, fetches.submit)
     processors = [
         Processor(
             store,
@@ -352,6 +380,7 @@ def build_service(
             consumer=f"{instance}-{n}",
             abandon_after=settings.abandon_after,
             on_decided=metrics.decided,
+            late_data=late_data,
         )
         for n in range(workers)
     ]
@@ -400,6 +429,7 @@ def build_service(
     flow = install_flow(settings, grants, tokens, rt) if web and tokens is not None else None
 
     def close() -> None:
+        fetches.shutdown(wait=False, cancel_futures=True)  # a late answer is retried anyway
         store.close()
         grants.close()
 

@@ -77,6 +77,8 @@ class Settings:
     events_api_keys: tuple[Secret, ...] = ()
     abandon_after: timedelta = timedelta(minutes=30)
     flush_ms: int = 50
+    fetch_budget_ms: int = 80
+    fetch_ttl: timedelta = timedelta(minutes=10)
     queue_limit: int = 100_000
     log_level: str = "INFO"
 
@@ -241,6 +243,8 @@ class _Reader:
             events_api_keys=_secrets(self.text("DCB_EVENTS_API_KEY")),
             abandon_after=self.duration("DCB_ABANDON_AFTER", timedelta(minutes=30)),
             flush_ms=self.number("DCB_FLUSH_MS", 50, 0, 60_000),
+            fetch_budget_ms=self.number("DCB_FETCH_BUDGET_MS", 80, 0, 10_000),
+            fetch_ttl=self.duration("DCB_FETCH_TTL", timedelta(minutes=10)),
             queue_limit=self.number("DCB_QUEUE_LIMIT", 100_000, 1, 100_000_000),
             log_level=(self.text("DCB_LOG_LEVEL") or "INFO").upper(),
         )

@@ -1,5 +1,6 @@
 """`HubSpotClient`: the `PlatformClient` port over the official `hubspot-api-client` SDK.
 
+`fetch` (the `ProfileSource` port) reads one contact's properties with `basic_api.get_by_id`.
 Writes with a HubSpot record id go through `batch/update`; the others, by email, through
 `batch/upsert` (`idProperty=email`: an unknown email creates the contact); up to 100 per
 call. Each record's outcome is read from the answer (200, or 207 with per-record
@@ -37,14 +38,19 @@ from hubspot.crm.contacts import (
 
 from adapters.hubspot.errors import API_EXCEPTIONS, classify, classify_record_error
 from connector.core.adaptive import AdaptiveRate
+from connector.core.events import ProfileRef
+from connector.core.late_data import FETCH_TIMEOUT
 from connector.core.pauses import PauseBook
 from connector.core.ports import (
     ACCOUNT_SCOPE,
+    FetchedProfile,
+    FetchStatus,
     ProfileWrite,
     ProvisionReport,
     WriteOutcome,
     WriteStatus,
 )
+from connector.core.profile_fields import hubspot_property
 from connector.core.properties_schema import PropertySchema, PropertySpec
 from connector.core.ratelimit import RateLimiter, RollingWindowLimiter
 from connector.core.redaction import scrub
@@ -98,6 +104,7 @@ class HubSpotClient:
             host=base_url.rstrip("/"),
         )
         self._batch = sdk.crm.contacts.batch_api  # each access builds a client: keep one
+        self._basic = sdk.crm.contacts.basic_api
         self._reprovisioning = False
         self._properties = sdk.crm.properties.core_api
         self._groups = sdk.crm.properties.groups_api
@@ -125,6 +132,39 @@ class HubSpotClient:
             found.update({o.key: o for o in self._send(by_email, upsert=True)})
         none = WriteOutcome("", WriteStatus.FATAL, "no HubSpot record id or email to write by")
         return [found.get(w.key) or none.for_write(w.key) for w in writes]
+
+    def fetch(self, profile: ProfileRef, fields: Sequence[str]) -> FetchedProfile:
+        """Read `fields` (context names, mapped by `profile_fields`) of one contact with
+        `basic_api.get_by_id`, by record id, else by email (`id_property="email"`); never
+        raises for a platform answer. A paused account answers RETRY without a call."""
+        record = profile.hubspot_id or profile.email
+        if record is None:
+            return FetchedProfile(FetchStatus.FATAL, reason="no HubSpot record id or email")
+        paused = self._gate.paused_for(API)
+        if paused > 0:
+            return FetchedProfile(FetchStatus.RETRY, reason="account paused", retry_after=paused)
+        names = {hubspot_property(f): f for f in fields}
+        by_email = {} if profile.hubspot_id else {"id_property": "email"}
+        self._gate.wait_turn(API)
+        try:
+            answer = self._basic.get_by_id(
+                record,
+                properties=sorted(names),
+                archived=False,
+                _request_timeout=min(self._timeout, FETCH_TIMEOUT),
+                **by_email,
+            )
+        except Exception as exc:
+            verdict = classify(exc, now=self._clock(), tz=self._tz)
+            if verdict.throttled:
+                self._gate.throttled(
+                    API, verdict.pause_scope, verdict.retry_after or 1.0, verdict.reason
+                )
+            return FetchedProfile.failed(verdict)
+        self._gate.succeeded(API)
+        found = answer.properties or {}
+        values = {f: found[n] for n, f in names.items() if found.get(n) not in (None, "")}
+        return FetchedProfile(FetchStatus.FOUND, values, updated_at=answer.updated_at)
 
     # -- batches ----------------------------------------------------------------------
     def _send(self, writes: Sequence[ProfileWrite], *, upsert: bool) -> list[WriteOutcome]:

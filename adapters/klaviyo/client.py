@@ -1,5 +1,8 @@
 """`KlaviyoClient`: the `PlatformClient` port over the official `klaviyo-api` SDK.
 
+`fetch` (the `ProfileSource` port) reads one profile's fields (`Profiles.get_profile`, or
+`get_profiles` filtered by email or external id), on the same gate as the writes.
+
 Small batches are upserted one profile per call through `profile-import`
 (`Profiles.create_or_update_profile`), by Klaviyo id, else email (an unknown email creates
 the profile), else external id. Batches of `bulk_threshold` profiles or more go through a
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any
 
 import urllib3
@@ -24,8 +28,18 @@ from openapi_client.rest import RESTClientObject
 
 from adapters.klaviyo.errors import classify
 from connector.core.adaptive import AdaptiveRate
+from connector.core.events import ProfileRef, format_time, parse_time
+from connector.core.late_data import FETCH_TIMEOUT
 from connector.core.pauses import PauseBook
-from connector.core.ports import ProfileWrite, ProvisionReport, WriteOutcome, WriteStatus
+from connector.core.ports import (
+    FetchedProfile,
+    FetchStatus,
+    ProfileWrite,
+    ProvisionReport,
+    WriteOutcome,
+    WriteStatus,
+)
+from connector.core.profile_fields import klaviyo_attribute
 from connector.core.ratelimit import FixedWindowLimiter, LimiterByKey, RateLimiter
 from connector.core.throttle import CallGate, Throttle
 
@@ -124,6 +138,45 @@ class KlaviyoClient:
         self._gate.succeeded(PROFILES)
         return ProvisionReport(existing=("api key (profiles:read)",))
 
+    def fetch(self, profile: ProfileRef, fields: Sequence[str]) -> FetchedProfile:
+        """Read `fields` (context names, mapped by `profile_fields`) of one profile: by
+        Klaviyo id with `Profiles.get_profile`, else by email or external id with
+        `Profiles.get_profiles` and an `equals` filter; never raises for a platform answer.
+        A paused endpoint answers RETRY without a call."""
+        paused = self._gate.paused_for(PROFILES)
+        if paused > 0:
+            return FetchedProfile(FetchStatus.RETRY, reason="profiles paused", retry_after=paused)
+        if not (profile.klaviyo_id or profile.email or profile.external_id):
+            return FetchedProfile(FetchStatus.FATAL, reason="no Klaviyo id, email or external id")
+        self._gate.wait_turn(PROFILES)
+        try:
+            resources = self._read(profile, min(self._timeout, FETCH_TIMEOUT))
+        except Exception as exc:
+            verdict = classify(exc, PROFILES)
+            if verdict.throttled:
+                self._gate.throttled(PROFILES, PROFILES, verdict.retry_after or 1.0, verdict.reason)
+            return FetchedProfile.failed(verdict)
+        self._gate.succeeded(PROFILES)
+        if not resources:
+            return FetchedProfile(FetchStatus.SKIPPED, reason="no such profile")
+        attributes = resources[0].attributes.to_dict()
+        values = {f: v for f in fields if (v := _at(attributes, klaviyo_attribute(f))) is not None}
+        updated = attributes.get("updated")
+        stamp = parse_time(updated, "updated") if isinstance(updated, str) else updated
+        return FetchedProfile(FetchStatus.FOUND, values, updated_at=stamp)
+
+    def _read(self, profile: ProfileRef, timeout: float) -> list[Any]:
+        """The profile resources found (none, or one)."""
+        if profile.klaviyo_id:
+            return [self._profiles.get_profile(profile.klaviyo_id, _request_timeout=timeout).data]
+        kind, value = (
+            ("email", profile.email) if profile.email else ("external_id", profile.external_id)
+        )
+        page = self._profiles.get_profiles(
+            filter=f"equals({kind},{_quoted(value or '')})", page_size=1, _request_timeout=timeout
+        )
+        return list(page.data or [])
+
     # -- one profile per call ---------------------------------------------------------
     def _write_each(self, writes: Sequence[ProfileWrite]) -> list[WriteOutcome]:
         outcomes: list[WriteOutcome] = []
@@ -214,6 +267,21 @@ class KlaviyoClient:
         if verdict.throttled:
             self._gate.throttled(endpoint, endpoint, verdict.retry_after or 1.0, verdict.reason)
         return verdict.for_write(key)
+
+
+def _quoted(value: str) -> str:
+    """A string literal for Klaviyo's filter syntax."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _at(attributes: Any, path: str) -> Any:
+    """The value at a dotted attribute path (`location.city`), None when absent or empty."""
+    node = attributes
+    for step in path.split("."):
+        node = node.get(step) if isinstance(node, dict) else None
+    if isinstance(node, datetime):
+        return format_time(node)
+    return None if node in (None, "") else node
 
 
 def _identified(write: ProfileWrite) -> bool:

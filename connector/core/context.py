@@ -8,12 +8,18 @@ Order: each field remembers the time of the event that set it, and an older even
 overwrites a newer value, so events take effect in `occurred_at` order whatever order
 they arrive in (equal times: the later arrival wins). Counters are kept per day, never by
 rescanning history. An event already folded in (same `event_id`) changes nothing.
+
+Fetched data: `absorb` folds fields read from a platform (late and missing data) in the
+same way, stamped with the platform's time, and notes in `fetched` until when each one
+counts as fresh (`fetch_state`). An event that sets a field makes it the event's again; a
+`profile_updated` or `profile_created` event (the platform says the profile changed) makes
+every fetched field stale, so a rule that `requires` one fetches it again.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -40,6 +46,9 @@ _CONTEXT_FIELDS = ("logged_in", "city", "country", "session_depth")
 #: Context keys that describe the request, not the shopper (the platform account).
 _NOT_PROFILE = frozenset({"account_id"})
 _CREATED_ATTRIBUTES = ("created_at", "createdate", "created")
+#: The context key of the fetched fields' freshness: {field: until (ISO time), "" = stale}.
+FETCHED = "fetched"
+_CHANGES = frozenset({EventType.PROFILE_UPDATED, EventType.PROFILE_CREATED})
 
 
 def fold(context: Mapping[str, Any] | None, event: Event) -> dict[str, Any]:
@@ -52,6 +61,8 @@ def fold(context: Mapping[str, Any] | None, event: Event) -> dict[str, Any]:
     del seen[:-SEEN_EVENTS]
     at = format_time(event.occurred_at)
     _identify(state, event)
+    if event.type in _CHANGES and state.get(FETCHED):
+        state[FETCHED] = dict.fromkeys(state[FETCHED], "")
     stamps: dict[str, str] = state.setdefault("stamps", {})
     for name, value in event.context.items():
         if name in _NOT_PROFILE:
@@ -67,7 +78,7 @@ def fold(context: Mapping[str, Any] | None, event: Event) -> dict[str, Any]:
 
 #: The containers `fold` changes in place; everything else it replaces whole, so copying
 #: these one level deep leaves the caller's context untouched (far cheaper than deepcopy).
-_MUTATED = ("seen_events", "identifiers", "stamps", "attributes", "purchases_by_day")
+_MUTATED = ("seen_events", "identifiers", "stamps", "attributes", "purchases_by_day", FETCHED)
 
 
 def _copy(context: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -118,6 +129,54 @@ def purchases_within(context: Mapping[str, Any], now: datetime, days: int) -> in
     return sum(n for day, n in by_day.items() if first <= day <= last)
 
 
+def fetch_state(context: Mapping[str, Any], field: str, now: datetime) -> str | None:
+    """ "fresh" while a value fetched for `field` (or the platform's word that it has none)
+    counts, "stale" after its TTL or a profile change, None when it was never fetched."""
+    until = (context.get(FETCHED) or {}).get(field)
+    if until is None:
+        return None
+    return "fresh" if until and now < parse_time(until, FETCHED) else "stale"
+
+
+def absorb(
+    context: Mapping[str, Any] | None,
+    values: Mapping[str, Any],
+    asked: Sequence[str],
+    *,
+    stamp: datetime,
+    now: datetime,
+    fresh_until: datetime,
+) -> dict[str, Any]:
+    """A new context with the fields fetched from a platform folded in.
+
+    `asked` are the fields that were read (a derived one such as `is_new` included);
+    `values` those the platform had. Each value is set as of `stamp` (the platform's last
+    change, never later than `now`), so a newer event's value stays; every asked field is
+    fresh until `fresh_until`, those the platform lacks included (it has been looked at).
+    """
+    state = _copy(context)
+    stamps: dict[str, str] = state.setdefault("stamps", {})
+    at = format_time(min(stamp, now))
+    for name, value in values.items():
+        if value is None:
+            continue
+        if name == "created_at":
+            with contextlib.suppress(ValueError):  # an unreadable date tells us nothing
+                created = parse_time(value, name)
+                known = state.get("created_at")
+                if known is None or created < parse_time(known, "created_at"):
+                    state["created_at"] = format_time(created)
+            continue
+        _set(state, stamps, name if name in _CONTEXT_FIELDS else f"attributes.{name}", value, at)
+    fetched: dict[str, str] = state.setdefault(FETCHED, {})
+    for name in {*asked, *values}:
+        fetched[name] = format_time(fresh_until)
+    updated = state.get("updated_at")
+    if updated is None or parse_time(updated, "updated_at") < now:
+        state["updated_at"] = format_time(now)
+    return state
+
+
 def first_identifier(context: Mapping[str, Any]) -> str | None:
     """`kind:value` of the identifier the profile was first seen with; never changes."""
     value = context.get("first_identifier")
@@ -141,6 +200,9 @@ def _set(state: dict[str, Any], stamps: dict[str, str], name: str, value: Any, a
     if stamps.get(name, "") > at:
         return False
     stamps[name] = at
+    fetched = state.get(FETCHED)
+    if fetched:
+        fetched.pop(name.removeprefix("attributes."), None)  # the event's value now
     if name.startswith("attributes."):
         state.setdefault("attributes", {})[name.removeprefix("attributes.")] = value
     else:

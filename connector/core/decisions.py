@@ -109,3 +109,6 @@ class Decision:
     ruleset_version: str
     variant: Variant = Variant.TREATMENT
     trace: Trace = field(default_factory=Trace)
+    #: For DELAYED_DATA: the `requires` paths of the rule that could win and lacks them
+    #: (missing, fetched too long ago, or all of them when the context is too old).
+    needs: tuple[str, ...] = ()

@@ -39,6 +39,11 @@ class EventType(StrEnum):
 
 
 IDENTIFIER_KINDS: tuple[str, ...] = ("email", "external_id", "klaviyo_id", "hubspot_id")
+#: The identifiers each platform can address a profile by, in the order it prefers them.
+PLATFORM_IDENTIFIERS: dict[str, tuple[str, ...]] = {
+    "hubspot": ("hubspot_id", "email"),
+    "klaviyo": ("klaviyo_id", "email", "external_id"),
+}
 
 
 class EventError(ValueError):

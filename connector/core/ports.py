@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
 
@@ -86,4 +87,52 @@ class PlatformClient(Protocol):
 
     def provision(self) -> ProvisionReport:
         """Make sure the account can take our properties (idempotent)."""
+        ...
+
+
+class FetchStatus(StrEnum):
+    """How one profile read ended."""
+
+    FOUND = "found"  # the platform answered with the profile
+    RETRY = "retry"  # try again later (429, 5xx, timeouts, connection errors)
+    FATAL = "fatal"  # will fail again as asked (other 4xx: a missing scope, say)
+    SKIPPED = "skipped"  # the platform has no such profile
+
+
+@dataclass(frozen=True, slots=True)
+class FetchedProfile:
+    """What a platform said about one profile's fields.
+
+    `fields` holds, by context field name, the fields asked for that the platform has a
+    value for (one it has no value for is absent). `updated_at` is the platform's time of
+    its last change to the profile. A RETRY carries `retry_after` when the platform named a
+    wait (a 429).
+    """
+
+    status: FetchStatus
+    fields: Mapping[str, object] = field(default_factory=dict)
+    updated_at: datetime | None = None
+    reason: str = ""
+    retry_after: float | None = None
+
+    @classmethod
+    def failed(cls, outcome: WriteOutcome) -> FetchedProfile:
+        """The read's class from a classified platform answer (the write classes)."""
+        status = {
+            WriteStatus.RETRY: FetchStatus.RETRY,
+            WriteStatus.SKIPPED: FetchStatus.SKIPPED,
+        }.get(outcome.status, FetchStatus.FATAL)
+        return cls(status, reason=outcome.reason, retry_after=outcome.retry_after)
+
+
+class ProfileSource(Protocol):
+    """Reads a profile's fields from one platform account (the write client's gate and
+    pauses apply: a read counts against the same rate limits)."""
+
+    platform: str
+
+    def fetch(self, profile: ProfileRef, fields: Sequence[str]) -> FetchedProfile:
+        """The platform's values of `fields` (context field names, see `profile_fields`)
+        for `profile`; never raises for a platform answer. Does not wait out a pause: a
+        paused account answers RETRY at once."""
         ...

@@ -5,6 +5,9 @@ order, decides once per profile with the profile's newest event (so a late, olde
 updates the context but never brings back an older decision), renders the block, and
 commits contexts, pending writes and the settled events in one step. A property set equal
 to the one last written (ignoring `dcb_computed_at`) is not queued again.
+
+A profile decided `delayed_data` for lack of a field has that field read from its platform
+first, within a budget (`late_data`; see `connector.core.late_data`).
 """
 
 from __future__ import annotations
@@ -16,20 +19,30 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from connector.core.abandonment import DEFAULT_ABANDON_AFTER, Arm, Disarm, timer_for
-from connector.core.context import fold, view
-from connector.core.events import Event, EventError, parse_event, parse_time
+from connector.core.context import absorb, fold, view
+from connector.core.decisions import Decision
+from connector.core.events import PLATFORM_IDENTIFIERS, Event, EventError, parse_event, parse_time
 from connector.core.intake import ERASE, REDECIDE
+from connector.core.late_data import (
+    ATTEMPT,
+    DEFAULT_TTL,
+    FETCHED,
+    MAX_ATTEMPTS,
+    RETRY_TIMER,
+    Ask,
+    LateData,
+    payload_answer,
+)
+from connector.core.ports import FetchStatus
 from connector.core.properties import build_properties, fingerprint
 from connector.core.rules import RuleSet, decide
 from connector.core.storage import Claimed, PendingWrite, PipelineStore, ProfileUpdate, Timer
 
 log = logging.getLogger(__name__)
 
-#: The identifiers each platform can address a profile by, in the order it prefers them.
-PLATFORM_IDENTIFIERS: dict[str, tuple[str, ...]] = {
-    "hubspot": ("hubspot_id", "email"),
-    "klaviyo": ("klaviyo_id", "email", "external_id"),
-}
+#: Fetch rounds per batch within the budget: a decision made with fetched data may lack
+#: another field (a later rule's); past this, that one is read and answers late.
+FETCH_ROUNDS = 3
 
 
 class Rendered(Protocol):
@@ -73,6 +86,7 @@ class Processor:
     consumer: str = "processor"
     abandon_after: timedelta = DEFAULT_ABANDON_AFTER  # the account's; a rule set's wins
     on_decided: Callable[[Decided], None] = field(default=lambda _outcome: None)
+    late_data: LateData | None = None  # reads missing profile fields from the platforms
 
     def run_once(self, limit: int = 200) -> int:
         """Process up to `limit` queued events; returns how many were claimed."""
@@ -93,10 +107,11 @@ class Processor:
         if not claimed:
             return
         batches = self._by_profile(claimed)
-        found = [
-            self._update(account, key, items, now) for (account, key), items in batches.items()
-        ]
-        updates = [u for u in found if u is not None]
+        found = [self._draft(account, key, items, now) for (account, key), items in batches.items()]
+        drafts = [d for d in found if d is not None]
+        if self.late_data is not None:
+            self._fetch_missing(self.late_data, drafts)
+        updates = [self._update(d, now) for d in drafts]
         self.store.commit(updates, [c.id for c in claimed], now.timestamp())
 
     def _erase(self, item: Claimed, now: datetime) -> None:
@@ -133,9 +148,13 @@ class Processor:
         groups: dict[tuple[str, str], list[_Item]] = {}
         known: dict[tuple[str, str], str] = {}  # (account, "kind:value") -> profile key
         for item in claimed:
+            fetched: Mapping[str, Any] | None = None
+            attempt = 1
             if REDECIDE in item.event:
                 event = None
                 ids = tuple((str(k), str(v)) for k, v in dict(item.event[REDECIDE]).items())
+                fetched = item.event.get(FETCHED)
+                attempt = int(item.event.get(ATTEMPT, 1))
             else:
                 try:
                     event = parse_event(item.event, received_at=self.clock())
@@ -157,13 +176,13 @@ class Processor:
             key = key or "{}:{}".format(*ids[0])
             for kind, value in ids:
                 known[(item.account, f"{kind}:{value}")] = key
-            groups.setdefault((item.account, key), []).append(_Item(event, item.platforms))
+            groups.setdefault((item.account, key), []).append(
+                _Item(event, item.platforms, fetched, attempt)
+            )
         return groups
 
-    def _update(
-        self, account: str, key: str, items: list[_Item], now: datetime
-    ) -> ProfileUpdate | None:
-        """Fold the profile's events, decide, and say what to write; None when there is
+    def _draft(self, account: str, key: str, items: list[_Item], now: datetime) -> _Draft | None:
+        """Fold the profile's events (and fetched fields) and decide; None when there is
         nothing to decide on (a replay for a profile erased since)."""
         context: dict[str, Any] = self.store.load_context(account, key) or {}
         events = sorted(
@@ -177,18 +196,80 @@ class Processor:
         if "last_event" not in context:
             log.info("nothing to decide for %s: no context (erased?)", key)
             return None
+        if any(item.fetched is not None for item in items):
+            self.store.clear_timer(account, RETRY_TIMER + key)  # the late answer came
+        for item in items:
+            if item.fetched is not None:
+                answer, asked = payload_answer(item.fetched)
+                ttl = self.late_data.ttl if self.late_data is not None else DEFAULT_TTL
+                context = absorb(
+                    context, answer.fields, asked,
+                    stamp=answer.updated_at or now, now=now, fresh_until=now + ttl,
+                )  # fmt: skip
         ruleset = self.ruleset_for(account)
-        platforms = sorted({p for item in items for p in item.platforms})
-        self._rearm(account, key, events, context, tuple(platforms), ruleset)
+        platforms = tuple(sorted({p for item in items for p in item.platforms}))
+        self._rearm(account, key, events, context, platforms, ruleset)
         event = parse_event(context["last_event"], received_at=now)
+        attempt = max((i.attempt for i in items), default=1)
         decision = decide(ruleset, event, context, now)
-        profile = view(context, now, new_for=ruleset.new_for)
-        rendered = self.renderer.render(decision.block, decision.params, event, profile)
-        properties = build_properties(decision, rendered.outputs, now, block=rendered.block_id)
+        return _Draft(account, key, context, event, ruleset, platforms, decision, attempt)
+
+    def _fetch_missing(self, late: LateData, drafts: Sequence[_Draft]) -> None:
+        """Read what delayed decisions lack, all profiles at once within one budget; fold
+        what comes in time and decide again (another round when the new decision lacks
+        something else; once the budget is spent, reads are left to answer late)."""
+        started = self.clock()
+        open_drafts = list(drafts)
+        for _ in range(FETCH_ROUNDS):
+            asks = self._asks(late, open_drafts)
+            if not asks:
+                return
+            left = late.budget - (self.clock() - started).total_seconds()
+            late.wait([a for _, a in asks], left)
+            open_drafts = [d for d, ask in asks if self._resolve(late, d, ask)]
+        for _, ask in self._asks(late, open_drafts):  # rounds spent: the answer comes later
+            late.late(ask)
+
+    @staticmethod
+    def _asks(late: LateData, drafts: Sequence[_Draft]) -> list[tuple[_Draft, Ask]]:
+        return [
+            (d, ask)
+            for d in drafts
+            if (ask := late.ask(d.account, d.key, d.context, d.decision, d.platforms,
+                                d.attempt)) is not None
+        ]  # fmt: skip
+
+    def _resolve(self, late: LateData, draft: _Draft, ask: Ask) -> bool:
+        """Apply one fetch's outcome to its draft; True when the draft was decided again
+        with the answer (and may lack something else)."""
+        answer = late.answer(ask)
+        if answer is None:
+            late.late(ask)  # the delayed block is written; the answer follows
+            return False
+        if answer.status is FetchStatus.RETRY and ask.attempt < MAX_ATTEMPTS:
+            draft.hold = late.failed(draft.context, ask, answer)
+            return False
+        if answer.status is FetchStatus.RETRY:
+            draft.context = late.given_up(draft.context, ask)
+        else:
+            draft.context = late.fold(draft.context, ask, answer)
+        draft.decision = decide(draft.ruleset, draft.event, draft.context, self.clock())
+        return True
+
+    def _update(self, draft: _Draft, now: datetime) -> ProfileUpdate:
+        """Render the draft's decision and say what to write (nothing while it holds)."""
+        account, key, context, decision = draft.account, draft.key, draft.context, draft.decision
         identifiers: dict[str, str] = dict(context.get("identifiers") or {})
+        if draft.hold:
+            log.info("%s: keeping the last block while its data cannot be read", key)
+            return ProfileUpdate(account, key, context, [], identifiers)
+        context["decided"] = decision.outcome.value
+        profile = view(context, now, new_for=draft.ruleset.new_for)
+        rendered = self.renderer.render(decision.block, decision.params, draft.event, profile)
+        properties = build_properties(decision, rendered.outputs, now, block=rendered.block_id)
         digest = fingerprint(properties)
         writes = []
-        for platform in platforms:
+        for platform in draft.platforms:
             if not any(k in identifiers for k in PLATFORM_IDENTIFIERS.get(platform, ())):
                 log.warning(
                     "profile %s cannot be addressed on %s: no usable identifier", key, platform
@@ -203,10 +284,27 @@ class Processor:
         return ProfileUpdate(account, key, context, writes, identifiers)
 
 
+@dataclass
+class _Draft:
+    """One profile's batch, decided, before rendering (fetches may change it)."""
+
+    account: str
+    key: str
+    context: dict[str, Any]
+    event: Event
+    ruleset: RuleSet
+    platforms: tuple[str, ...]
+    decision: Decision
+    attempt: int  # which fetch attempt a retry item asked for (1: a first one)
+    hold: bool = False  # the platform is down: keep the last block, write nothing
+
+
 @dataclass(frozen=True, slots=True)
 class _Item:
     event: Event | None  # None: decide again from the stored context (a replay)
     platforms: tuple[str, ...]
+    fetched: Mapping[str, Any] | None = None  # fields read from a platform, late
+    attempt: int = 1  # a fetch retry's attempt number
 
 
 def _time(event_json: Mapping[str, Any]) -> datetime:

@@ -30,6 +30,11 @@ class CallGate(Protocol):
         """Record a call the platform accepted (lets the pace recover)."""
         ...
 
+    def paused_for(self, endpoint: str) -> float:
+        """Seconds until `endpoint` is no longer paused (0.0: not paused); takes no slot.
+        For calls that would rather fail at once than wait out a pause (profile reads)."""
+        ...
+
 
 class Throttle:
     """`CallGate` for one account: shared `Pauses`, a `RateLimiter`, one pace per endpoint."""
@@ -65,6 +70,9 @@ class Throttle:
 
     def succeeded(self, endpoint: str) -> None:
         self._rate(endpoint).on_success()
+
+    def paused_for(self, endpoint: str) -> float:
+        return self.pauses.remaining([endpoint])
 
     def rate(self, endpoint: str) -> float:
         """The current pace for `endpoint`, in calls per second."""

@@ -59,7 +59,7 @@ class _Faulty:
     error_share = 0.05
     written: dict[str, list[dict[str, str]]]
 
-    def take_fault(self, path: str) -> Fault | None:
+    def take_fault(self, path: str, method: str = "") -> Fault | None:
         if path.rstrip("/") not in WRITE_CALLS:
             return None
         draw = self.rng.random()

@@ -83,6 +83,31 @@ def abandoning(
     yield from start(request, tmp_path, fakes, DCB_ABANDON_AFTER="2s")
 
 
+#: A rule set whose city offer `requires` the city, which the events here never carry.
+LATE_RULES = """\
+ruleset: late
+version: 1
+rules:
+  - id: nyc
+    when: {profile.city: {in: [New York, NYC]}}
+    requires: [profile.city]
+    block: localized_offer
+    params: {discount_percent: 10, city: NYC}
+fallback: {block: we_noticed}
+delayed_data: {block: back_soon}
+"""
+
+
+@pytest.fixture(params=["embedded", "redis"])
+def fetching(
+    request: pytest.FixtureRequest, tmp_path: Path, fakes: tuple[FakeHubSpotApi, FakeKlaviyoApi]
+) -> Iterator[Running]:
+    """The connector deciding with a rule that requires a field read from the platform."""
+    rules = tmp_path / "late.yaml"
+    rules.write_text(LATE_RULES, "utf-8")
+    yield from start(request, tmp_path, fakes, DCB_RULES=str(rules), DCB_FETCH_BUDGET_MS="80")
+
+
 def start(
     request: pytest.FixtureRequest,
     tmp_path: Path,

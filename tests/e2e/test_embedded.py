@@ -18,6 +18,7 @@ from tests.e2e.conftest import (
     Running,
     settings_for,
 )
+from tests.fakes.http_fake import Fault
 from webhooks.signatures import sign_hubspot_v3, sign_klaviyo
 
 
@@ -243,3 +244,48 @@ def test_a_hubspot_deletion_erases_what_we_hold_on_the_contact(running: Running)
     notify("contact.deletion", 2)
     running.wait_for(lambda: store.load_context("default", key) is None)
     assert store.resolve_profile("default", {"hubspot_id": contact}) is None
+
+
+def _blocks_written(running: Running, email: str) -> list[str]:
+    return [
+        i["properties"]["dcb_block"]
+        for r in running.hubspot.batch_calls()
+        for i in r.body["inputs"]
+        if i.get("id") == email or i.get("id") in {c.id for c in running.hubspot.contacts.values()
+                                                   if c.properties.get("email") == email}
+    ]  # fmt: skip
+
+
+def _post_event(running: Running, email: str) -> None:
+    event = {
+        "type": "cart_updated",
+        "occurred_at": datetime.now(UTC).isoformat(),
+        "profile": {"email": email},
+        "properties": {"cart_value": 40.0},
+    }
+    response = running.client.post(
+        "/v1/events", json=event, headers={"Authorization": f"Bearer {EVENTS_KEY}"}
+    )
+    assert response.status_code == 202, response.json
+
+
+def test_a_field_read_in_time_writes_only_the_real_block(fetching: Running) -> None:
+    fetching.hubspot.add_contact("ada@example.com", city="New York")
+    clients = fetching.service.app.extensions["dcb"]["clients"]
+    late = fetching.service.processors[0].late_data
+    assert late is not None and late.sources["hubspot"] is clients["hubspot"][0]  # one gate
+    _post_event(fetching, "ada@example.com")
+    fetching.wait_for(lambda: _blocks_written(fetching, "ada@example.com") != [])
+    time.sleep(0.3)  # nothing else follows
+    assert _blocks_written(fetching, "ada@example.com") == ["localized_offer"]
+    assert len(fetching.hubspot.reads()) == 1
+
+
+def test_a_field_read_too_late_writes_the_delayed_block_then_the_real_one(
+    fetching: Running,
+) -> None:
+    fetching.hubspot.add_contact("ada@example.com", city="New York")
+    fetching.hubspot.script(Fault(delay=0.6, method="GET"))
+    _post_event(fetching, "ada@example.com")
+    fetching.wait_for(lambda: len(_blocks_written(fetching, "ada@example.com")) >= 2)
+    assert _blocks_written(fetching, "ada@example.com") == ["back_soon", "localized_offer"]

@@ -1,6 +1,7 @@
 """`FakeHubSpotApi`: the slice of HubSpot's CRM API the connector uses, as a real HTTP server.
 
-State: contacts (id, properties), contact property definitions and groups. Every request
+State: contacts (id, properties), contact property definitions and groups. A contact is
+read by id or by email (`GET /crm/v3/objects/contacts/{id}[?idProperty=email]`). Every request
 needs `Authorization: Bearer <token>`. Errors use HubSpot's shape
 (`{"status","message","category","correlationId","errors":[...]}`). Batch update/upsert
 answer 200, or 207 with per-record `errors` (unknown ids, and records scripted to fail with
@@ -30,7 +31,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, unquote
 
 from connector.manifest import load_manifest
 from tests.fakes.http_fake import Clock, FakeHttpApi, Reply, Request, header
@@ -41,7 +42,7 @@ TOKEN_INFO = "/oauth/v1/access-tokens/"
 CLIENT_ID = "fake-client-id"
 CLIENT_SECRET = "fake-client-secret"
 PROPERTIES = "/crm/v3/properties/contacts"
-BUILT_IN = ("email", "firstname", "lastname")
+BUILT_IN = ("email", "firstname", "lastname", "city", "country", "state", "zip", "createdate")
 MAX_VALUE = 65_536
 
 
@@ -50,6 +51,8 @@ class Contact:
     id: str
     properties: dict[str, str] = field(default_factory=dict)
     writes: int = 0
+    created_at: str = field(default_factory=lambda: _iso())
+    updated_at: str = field(default_factory=lambda: _iso())
 
 
 def hs_error(status: int, category: str, message: str, **extra: Any) -> Reply:
@@ -104,10 +107,17 @@ class FakeHubSpotApi(FakeHttpApi):
         self._flaky: dict[str, int] = {}
 
     # -- test helpers -------------------------------------------------------------------
-    def add_contact(self, email: str | None = None) -> str:
+    def add_contact(self, email: str | None = None, **properties: str) -> str:
+        """A contact as the account holds it (`city="Boston"` ...); returns its id."""
         contact = Contact(str(100 + len(self.contacts)), {"email": email} if email else {})
+        contact.properties.update(properties)
         self.contacts[contact.id] = contact
         return contact.id
+
+    def reads(self) -> list[Request]:
+        """The single-contact reads (`basic_api.get_by_id`) made so far."""
+        return [r for r in self.requests
+                if r.method == "GET" and r.path.startswith(CONTACTS + "/")]
 
     def by_email(self, email: str) -> Contact | None:
         return next((c for c in self.contacts.values()
@@ -259,6 +269,8 @@ class FakeHubSpotApi(FakeHttpApi):
             return self._batch(request.body, upsert=False)
         if method == "POST" and path == CONTACTS + "/batch/upsert":
             return self._batch(request.body, upsert=True)
+        if method == "GET" and path.startswith(CONTACTS + "/") and path.count("/") == 5:
+            return self._read(unquote(path.rsplit("/", 1)[-1]), request.query)
         if method == "POST" and path == PROPERTIES + "/groups":
             return self._create_group(request.body)
         if method == "GET" and path == PROPERTIES:
@@ -354,7 +366,33 @@ class FakeHubSpotApi(FakeHttpApi):
             return None, False
         contact.properties.update(item.get("properties") or {})
         contact.writes += 1
+        contact.updated_at = _iso()
         return contact, new
+
+    def _read(self, record: str, query: dict[str, list[str]]) -> Reply:
+        """GET one contact: by id, or by email with `idProperty=email`. As HubSpot: the
+        asked properties (comma-separated, repeatable) with null for those unset, plus the
+        defaults; 404 with `OBJECT_NOT_FOUND` for an unknown record."""
+        id_property = (query.get("idProperty") or [""])[0]
+        if id_property not in ("", "hs_object_id", "email"):
+            return hs_error(400, "VALIDATION_ERROR", f"Unknown idProperty {id_property}")
+        contact = self.by_email(record) if id_property == "email" else self.contacts.get(record)
+        if contact is None:
+            return hs_error(404, "OBJECT_NOT_FOUND", "resource not found")
+        asked = [n for value in query.get("properties") or [] for n in value.split(",") if n]
+        properties: dict[str, str | None] = {
+            "createdate": contact.created_at, "email": contact.properties.get("email"),
+            "hs_object_id": contact.id, "lastmodifieddate": contact.updated_at,
+            "firstname": contact.properties.get("firstname"),
+            "lastname": contact.properties.get("lastname"),
+        }
+        properties.update({n: contact.properties.get(n) for n in asked
+                           if n in self.definitions or n in contact.properties})
+        if "createdate" in asked:
+            properties["createdate"] = contact.created_at
+        return Reply(200, {"id": contact.id, "properties": properties,
+                           "createdAt": contact.created_at, "updatedAt": contact.updated_at,
+                           "archived": False})
 
     # -- properties -----------------------------------------------------------------
     def _create_group(self, body: Any) -> Reply:

@@ -1,6 +1,7 @@
 """`FakeKlaviyoApi`: the slice of Klaviyo's API the connector uses, as a real HTTP server.
 
-State: profiles (by id, email, external id), bulk import jobs, and system webhooks with the
+State: profiles (by id, email, external id; read one with `GET /api/profiles/{id}` or
+find one with `GET /api/profiles?filter=equals(email,"...")`), bulk import jobs, and system webhooks with the
 account's webhook topics (`webhooks_forbidden=True` answers 403 there, as for an account
 without access to the Webhooks API; listed webhooks show only the origin of their
 `endpoint_url`, "truncated for security" as Klaviyo's spec says). Every request needs
@@ -15,6 +16,7 @@ again and are counted in `calls_during_pause`.
 from __future__ import annotations
 
 import math
+import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -47,6 +49,11 @@ class KlaviyoProfile:
     external_id: str | None = None
     properties: dict[str, Any] = field(default_factory=dict)
     writes: int = 0
+    first_name: str | None = None
+    last_name: str | None = None
+    location: dict[str, Any] | None = None  # city, country, region, zip ...
+    created: str = field(default_factory=lambda: _iso())
+    updated: str = field(default_factory=lambda: _iso())
 
 
 @dataclass
@@ -106,10 +113,21 @@ class FakeKlaviyoApi(FakeHttpApi):
         self._quiet_until: dict[str, float] = {}
 
     # -- state helpers for tests ----------------------------------------------------
-    def add_profile(self, email: str | None = None, external_id: str | None = None) -> str:
+    def add_profile(
+        self, email: str | None = None, external_id: str | None = None, **attributes: Any
+    ) -> str:
+        """A profile as the account holds it (`first_name=`, `location={"city": ...}`,
+        `properties={...}`); returns its id."""
         profile = KlaviyoProfile(self._new_id(), email, external_id)
+        for name, value in attributes.items():
+            setattr(profile, name, value)
         self.profiles[profile.id] = profile
         return profile.id
+
+    def reads(self) -> list[Request]:
+        """The profile reads (`get_profile`, and `get_profiles` with a filter) made so far."""
+        return [r for r in self.requests if r.method == "GET" and (
+            r.path.startswith("/api/profiles/") or "filter" in r.query)]
 
     def by_email(self, email: str) -> KlaviyoProfile | None:
         return next((p for p in self.profiles.values() if p.email == email), None)
@@ -143,6 +161,8 @@ class FakeKlaviyoApi(FakeHttpApi):
             return self._job(request.path.rsplit("/", 1)[-1])
         if request.method == "GET" and request.path == "/api/profiles":
             return self._list_profiles(request)
+        if request.method == "GET" and request.path.startswith("/api/profiles/"):
+            return self._get_profile(request.path.strip("/").split("/")[2])
         if endpoint in ("webhooks", "webhook-topics") and self.webhooks_forbidden:
             return error(403, "permission_denied", "You do not have permission to perform "
                          "this action.", "This account does not have access to webhooks.")
@@ -240,10 +260,20 @@ class FakeKlaviyoApi(FakeHttpApi):
         if not 1 <= size <= 100:
             return error(400, "invalid", "Invalid input.", "page[size] must be 1-100.",
                          "page[size]")
-        chosen = list(self.profiles.values())[:size]
+        matching = _filtered(list(self.profiles.values()), first(request.query, "filter"))
+        if isinstance(matching, Reply):
+            return matching
+        chosen = matching[:size]
         body = {"data": [self._profile_body(p)["data"] for p in chosen],
                 "links": {"self": f"{self.base_url}/api/profiles", "next": None, "prev": None}}
         return Reply(200, body, content_type=JSONAPI)
+
+    def _get_profile(self, profile_id: str) -> Reply:
+        profile = self.profiles.get(profile_id)
+        if profile is None:
+            return error(404, "not_found", "Not found.",
+                         f"A profile with id {profile_id} does not exist.", "/id")
+        return Reply(200, self._profile_body(profile), content_type=JSONAPI)
 
     def _list_webhooks(self) -> Reply:
         body = {"data": [self._webhook_resource(w) for w in self.webhooks.values()],
@@ -316,6 +346,7 @@ class FakeKlaviyoApi(FakeHttpApi):
             else:
                 profile.properties[name] = value
         profile.writes += 1
+        profile.updated = _iso()
         return profile, created
 
     def _find(self, profile_id: Any, attributes: dict[str, Any]) -> KlaviyoProfile | None:
@@ -331,13 +362,13 @@ class FakeKlaviyoApi(FakeHttpApi):
         return None
 
     def _profile_body(self, profile: KlaviyoProfile) -> dict[str, Any]:
-        now = _iso()
         link = {"self": f"{self.base_url}/api/profiles/{profile.id}/"}
         attributes = {
             "email": profile.email, "phone_number": None, "external_id": profile.external_id,
-            "first_name": None, "last_name": None, "organization": None, "locale": None,
-            "title": None, "image": None, "created": now, "updated": now,
-            "last_event_date": None, "location": None, "properties": dict(profile.properties),
+            "first_name": profile.first_name, "last_name": profile.last_name,
+            "organization": None, "locale": None, "title": None, "image": None,
+            "created": profile.created, "updated": profile.updated, "last_event_date": None,
+            "location": _location(profile.location), "properties": dict(profile.properties),
         }
         data = {"type": "profile", "id": profile.id, "attributes": attributes, "links": link}
         return {"data": data, "links": link}
@@ -362,6 +393,30 @@ class FakeKlaviyoApi(FakeHttpApi):
 def _endpoint(path: str) -> str:
     parts = path.strip("/").split("/")
     return parts[1] if len(parts) > 1 and parts[0] == "api" else path
+
+
+_FILTER = re.compile(r'^equals\((email|external_id|id|phone_number),"((?:[^"\\]|\\.)*)"\)$')
+
+
+def _filtered(profiles: list[KlaviyoProfile], text: str) -> list[KlaviyoProfile] | Reply:
+    """Profiles matching a filter (`equals(email,"a@b.c")`; the fields Klaviyo allows
+    `equals` on); 400 as Klaviyo answers for one it cannot read."""
+    if not text:
+        return profiles
+    found = _FILTER.match(text)
+    if found is None:
+        return error(400, "invalid", "Invalid input.", f"Invalid filter provided: {text}",
+                     "filter")
+    name, value = found.group(1), re.sub(r"\\(.)", r"\1", found.group(2))
+    return [p for p in profiles if getattr(p, name, None) == value]
+
+
+def _location(location: dict[str, Any] | None) -> dict[str, Any] | None:
+    if location is None:
+        return None
+    names = ("address1", "address2", "city", "country", "latitude", "longitude", "region",
+             "zip", "timezone", "ip")
+    return {name: location.get(name) for name in names}
 
 
 def _bad_email(attributes: dict[str, Any]) -> str:

@@ -50,6 +50,7 @@ class Fault:
     delay: float = 0.0
     drop: bool = False
     path: str = ""  # only requests whose path starts with this
+    method: str = ""  # only requests with this method (any when empty)
 
 
 class FakeHttpApi:
@@ -90,10 +91,10 @@ class FakeHttpApi:
     def scripted(self, request: Request, reply: Reply) -> None:
         """Called when a scripted reply answers `request` (e.g. to start a pause)."""
 
-    def take_fault(self, path: str) -> Fault | None:
+    def take_fault(self, path: str, method: str = "") -> Fault | None:
         with self.lock:
             for fault in self._faults:
-                if path.startswith(fault.path):
+                if path.startswith(fault.path) and fault.method in ("", method):
                     self._faults.remove(fault)
                     return fault
         return None
@@ -122,7 +123,7 @@ def _handler_for(api: FakeHttpApi) -> type[BaseHTTPRequestHandler]:
             )
             with api.lock:
                 api.requests.append(request)
-            fault = api.take_fault(parts.path)
+            fault = api.take_fault(parts.path, self.command)
             if fault is not None and fault.delay:
                 time.sleep(fault.delay)
             if fault is not None and fault.drop:

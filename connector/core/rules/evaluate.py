@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from connector.core.context import first_identifier, view
+from connector.core.context import fetch_state, first_identifier, view
 from connector.core.decisions import ConditionTrace, Decision, Outcome, RuleTrace, Trace, Variant
 from connector.core.events import Event, format_time, parse_time
 from connector.core.rules.loader import WEEKDAYS
@@ -89,7 +90,8 @@ def decide(ruleset: RuleSet, event: Event, context: Mapping[str, Any], now: date
         reason = f"holdout: the profile is in the control group (treatment: {would})"
         return walk.decision(Outcome.HOLDOUT, ruleset.fallback, None, reason, arm)
     if found is not None and found[0] == "delayed":
-        return walk.decision(Outcome.DELAYED_DATA, ruleset.delayed_data, None, found[2])
+        delayed = walk.decision(Outcome.DELAYED_DATA, ruleset.delayed_data, None, found[2])
+        return replace(delayed, needs=walk.needs)
     if found is None:
         return walk.decision(Outcome.FALLBACK, ruleset.fallback, None, "no rule matched: fallback")
     _, rule, choice = found
@@ -123,6 +125,7 @@ class _Walk:
         self.scope = scope
         self.context = context
         self.traces: list[RuleTrace] = []
+        self.needs: tuple[str, ...] = ()
 
     def decision(
         self,
@@ -181,16 +184,29 @@ class _Walk:
         return False
 
     def lacking(self, rule: Rule) -> str:
-        """Why a rule cannot be decided on yet, or "" when its data is there."""
-        missing = [p for p in rule.requires if self.scope.get(p) is _MISSING]
+        """Why a rule cannot be decided on yet, or "" when its data is there (noting in
+        `needs` what it lacks)."""
+        missing = [p for p in rule.requires if not self.known(p)]
         if missing:
+            self.needs = tuple(missing)
             return "requires " + ", ".join(missing) + ": missing"
         limit = self.ruleset.max_context_age
         if rule.requires and limit is not None:
             updated = self.context.get("updated_at")
             if updated is None or self.scope.now - parse_time(updated, "updated_at") > limit:
+                self.needs = rule.requires
                 return f"requires context newer than {limit}: last updated {updated or 'never'}"
         return ""
+
+    def known(self, path: str) -> bool:
+        """Whether `path` has a value, or a platform said recently that it has none; a
+        value fetched from a platform counts only while fresh (see `context.absorb`)."""
+        root, _, rest = path.partition(".")
+        if root == "profile" and rest:
+            state = fetch_state(self.context, rest.split(".")[0], self.scope.now)
+            if state is not None:
+                return state == "fresh"
+        return self.scope.get(path) is not _MISSING
 
     def test(self, condition: Condition, out: list[ConditionTrace]) -> bool:
         if isinstance(condition, Compare):
