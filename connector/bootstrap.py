@@ -37,11 +37,11 @@ from connector.core.intake import Intake
 from connector.core.pauses import PauseBook, Pauses
 from connector.core.ports import PlatformClient, ProvisionReport
 from connector.core.processing import Processor
-from connector.core.ratelimit import RateLimiter
+from connector.core.ratelimit import FixedWindowLimiter, RateLimiter
 from connector.core.rules import RuleSet
 from connector.core.storage import Settlement
 from connector.core.validity import Revalidation
-from connector.endpoints import ACCOUNT, build_endpoints
+from connector.endpoints import ACCOUNT, build_endpoints, build_site
 from connector.manifest import load_manifest
 from connector.metrics import Metrics
 from connector.rulesets import load_ruleset_file
@@ -49,6 +49,7 @@ from connector.runtime_report import RuntimeReport
 from connector.service import Service
 from connector.settings import Settings
 from webhooks.app import Observer, create_app
+from webhooks.site import RateLimits, install_site
 
 log = logging.getLogger("dcb")
 
@@ -108,6 +109,22 @@ class Shared:
             return None
         return lambda windows: RedisFixedWindowLimiter(
             client, self.keys, ACCOUNT, "klaviyo", windows=windows, clock=runtime.epoch
+        )
+
+    def per_minute(self, limit: int, runtime: Runtime) -> RateLimiter:
+        """At most `limit` calls per key in each clock minute: the browser path's limits,
+        shared by every process on Redis."""
+        if self.redis is None:
+            return FixedWindowLimiter([(limit, 60.0)], runtime.epoch)
+        return RedisFixedWindowLimiter(
+            self.redis, self.keys, ACCOUNT, "browser", windows=[(limit, 60.0)], clock=runtime.epoch
+        )
+
+    def browser_limits(self, settings: Settings, runtime: Runtime) -> RateLimits:
+        return RateLimits(
+            per_key=self.per_minute(settings.browser_rate_per_key, runtime),
+            per_address=self.per_minute(settings.browser_rate_per_address, runtime),
+            per_browser=self.per_minute(settings.browser_rate_per_browser, runtime),
         )
 
 
@@ -270,6 +287,9 @@ def build_service(
         clock=rt.clock,
         observer=Observer(answered),
     )
+    if web:
+        site = build_site(settings, shared.browser_limits(settings, rt))
+        install_site(app, site, intake, clock=rt.clock, observer=Observer(answered))
     service = Service(
         app=app,
         processors=processors,

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from connector.core.abandonment import DEFAULT_ABANDON_AFTER, Arm, Disarm, timer_for
+from connector.core.browser import is_browser
 from connector.core.context import fold, view
 from connector.core.events import Event, EventError, parse_event, parse_time
 from connector.core.intake import ERASE, REDECIDE
@@ -30,6 +31,12 @@ PLATFORM_IDENTIFIERS: dict[str, tuple[str, ...]] = {
     "hubspot": ("hubspot_id", "email"),
     "klaviyo": ("klaviyo_id", "email", "external_id"),
 }
+
+
+#: The identifier that proves a platform has the profile (it came from that platform).
+PLATFORM_NATIVE_IDS: dict[str, str] = {"hubspot": "hubspot_id", "klaviyo": "klaviyo_id"}
+#: Context key: the platforms the profile exists on, as far as the connector knows.
+KNOWN_ON = "known_on"
 
 
 class Rendered(Protocol):
@@ -178,7 +185,7 @@ class Processor:
             log.info("nothing to decide for %s: no context (erased?)", key)
             return None
         ruleset = self.ruleset_for(account)
-        platforms = sorted({p for item in items for p in item.platforms})
+        platforms = _writable(context, items)
         self._rearm(account, key, events, context, tuple(platforms), ruleset)
         event = parse_event(context["last_event"], received_at=now)
         decision = decide(ruleset, event, context, now)
@@ -207,6 +214,24 @@ class Processor:
 class _Item:
     event: Event | None  # None: decide again from the stored context (a replay)
     platforms: tuple[str, ...]
+
+
+def _writable(context: dict[str, Any], items: Sequence[_Item]) -> list[str]:
+    """The platforms to write this batch's decision to, noting in `context[KNOWN_ON]` the
+    platforms the profile is known on.
+
+    A platform knows the profile when it sent us the profile's own id, or when a trusted
+    source (the shop's server, a platform, a timer) sent an event for it, whose write
+    creates the profile if missing. A browser's event is written only where the profile is
+    already known: nobody can create a contact or profile from a browser.
+    """
+    ids = context.get("identifiers") or {}
+    known = set(context.get(KNOWN_ON) or ())
+    known |= {p for p, kind in PLATFORM_NATIVE_IDS.items() if kind in ids}
+    known |= {p for item in items if not is_browser(item.event) for p in item.platforms}
+    if known:
+        context[KNOWN_ON] = sorted(known)
+    return sorted({p for item in items for p in item.platforms if p in known})
 
 
 def _time(event_json: Mapping[str, Any]) -> datetime:
