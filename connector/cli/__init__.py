@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from connector.cli import blocks as blocks_command
+from connector.cli import identity as identity_command
 from connector.cli import install as install_command
 from connector.cli import ops as ops_command
 from connector.cli import rules as rules_command
@@ -28,6 +29,7 @@ COMMANDS = [
     scale_command,
     ops_command,
     install_command,
+    identity_command,
 ]
 
 
