@@ -67,6 +67,8 @@ def verify_identity(token: str, *, secrets: Collection[str]) -> ProfileRef:
         subject, mac = _unb64(encoded), _unb64(mac_text)
     except (binascii.Error, ValueError):
         raise SignatureError(Failure.BAD_SIGNATURE, "the identity token is malformed") from None
+    if _b64(subject) != encoded or _b64(mac) != mac_text:  # one token per shopper, exactly
+        raise SignatureError(Failure.BAD_SIGNATURE, "the identity token is malformed")
     matched = False
     for secret in usable:
         expected = hmac.new(secret.encode(), subject, hashlib.sha256).digest()

@@ -6,7 +6,7 @@ them: `read_browser_event` validates the body (raises `ParseError` naming the fi
 the shop's server may say:
 
 - only `BROWSER_EVENT_TYPES` (no orders, no erasure, no profile changes);
-- the time is the server's: any time in the body is ignored;
+- the time is the server's: an `occurred_at` in the body is ignored;
 - the profile is the identity the shop's server vouched for (a verified identity token)
   or, without one, only the anonymous browser id; the browser id is not linked to an
   identified profile, so two shoppers sharing a computer never mix;
@@ -74,7 +74,8 @@ MAX_BODY = 64 * 1024
 #: A browser id: what `dcb.js` makes (a random UUID) or any similar opaque token.
 BROWSER_ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
 _CLIENT_EVENT_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
-_TOP_LEVEL = frozenset({"type", "browser_id", "event_id", "identity", "properties"})
+#: Fields of a browser's body; `occurred_at` is accepted and ignored (the server's time counts).
+_TOP_LEVEL = frozenset({"type", "browser_id", "event_id", "identity", "properties", "occurred_at"})
 
 
 @dataclass(frozen=True, slots=True)
