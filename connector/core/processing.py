@@ -4,7 +4,9 @@
 order, decides once per profile with the profile's newest event (so a late, older event
 updates the context but never brings back an older decision), renders the block, and
 commits contexts, pending writes and the settled events in one step. A property set equal
-to the one last written (ignoring `dcb_computed_at`) is not queued again.
+to the one last written (ignoring `dcb_computed_at`) is not queued again. A browser's
+event is written only to the platforms that already know the profile (`_writable`), so a
+browser never creates a contact or profile.
 """
 
 from __future__ import annotations
