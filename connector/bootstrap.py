@@ -48,12 +48,12 @@ from connector.core.late_data import LateData, Submit
 from connector.core.pauses import PauseBook, Pauses
 from connector.core.ports import PlatformClient, ProfileSource, ProvisionReport
 from connector.core.processing import Processor
-from connector.core.ratelimit import RateLimiter
+from connector.core.ratelimit import FixedWindowLimiter, RateLimiter
 from connector.core.rules import RuleSet
 from connector.core.storage import Settlement
 from connector.core.tokens import TokenUnavailable, hubspot_account
 from connector.core.validity import Revalidation
-from connector.endpoints import ACCOUNT, build_endpoints
+from connector.endpoints import ACCOUNT, build_endpoints, build_site
 from connector.manifest import load_manifest
 from connector.metrics import Metrics
 from connector.rulesets import load_ruleset_file
@@ -62,6 +62,7 @@ from connector.service import Service
 from connector.settings import Settings, SettingsError
 from webhooks.app import Observer, create_app
 from webhooks.oauth import START_PATH, InstallFlow, InstallPage, add_install_routes
+from webhooks.site import RateLimits, install_site
 
 log = logging.getLogger("dcb")
 
@@ -123,6 +124,22 @@ class Shared:
             return None
         return lambda windows: RedisFixedWindowLimiter(
             client, self.keys, ACCOUNT, "klaviyo", windows=windows, clock=runtime.epoch
+        )
+
+    def per_minute(self, limit: int, runtime: Runtime) -> RateLimiter:
+        """At most `limit` calls per key in each clock minute: the browser path's limits,
+        shared by every process on Redis."""
+        if self.redis is None:
+            return FixedWindowLimiter([(limit, 60.0)], runtime.epoch)
+        return RedisFixedWindowLimiter(
+            self.redis, self.keys, ACCOUNT, "browser", windows=[(limit, 60.0)], clock=runtime.epoch
+        )
+
+    def browser_limits(self, settings: Settings, runtime: Runtime) -> RateLimits:
+        return RateLimits(
+            per_key=self.per_minute(settings.browser_rate_per_key, runtime),
+            per_address=self.per_minute(settings.browser_rate_per_address, runtime),
+            per_browser=self.per_minute(settings.browser_rate_per_browser, runtime),
         )
 
 
@@ -442,6 +459,9 @@ def build_service(
         observer=Observer(answered),
         extra=(lambda flask_app: add_install_routes(flask_app, flow)) if flow else None,
     )
+    if web:
+        site = build_site(settings, shared.browser_limits(settings, rt))
+        install_site(app, site, intake, clock=rt.clock, observer=Observer(answered))
     service = Service(
         app=app,
         processors=processors,

@@ -27,6 +27,7 @@ from webhooks.signatures import (
     verify_klaviyo,
     verify_klaviyo_flow,
 )
+from webhooks.site import RateLimits, Site
 
 ACCOUNT = "default"
 KLAVIYO_SYSTEM_MAX_BODY = 8 * 1024 * 1024
@@ -193,5 +194,24 @@ def _first_party(settings: Settings) -> Endpoint:
         parse,
         settings.platforms,
         require_event=True,
+        off_reason=off,
+    )
+
+
+def build_site(settings: Settings, limits: RateLimits) -> Site:
+    """The site snippet's browser path for the settings' one account. Browser events are
+    queued for every platform; the processor writes them only where the profile is known."""
+    off = None
+    if not settings.site_enabled:
+        off = "the site snippet is off (set DCB_PUBLISHABLE_KEY and DCB_ALLOWED_ORIGINS)"
+    return Site(
+        account=ACCOUNT,
+        platforms=settings.platforms,
+        publishable_keys=settings.publishable_keys,
+        allowed_origins=frozenset(settings.allowed_origins),
+        shop_domains=settings.url_domains,
+        identity_secrets=tuple(_secrets(settings.identity_secrets)),
+        limits=limits,
+        behind_proxy=settings.behind_proxy,
         off_reason=off,
     )

@@ -75,6 +75,14 @@ class Settings:
         default_factory=lambda: dict(DEFAULT_PROPERTY_EVENTS)
     )
     events_api_keys: tuple[Secret, ...] = ()
+    publishable_keys: tuple[str, ...] = ()
+    allowed_origins: tuple[str, ...] = ()
+    shop_domains: tuple[str, ...] = ()
+    identity_secrets: tuple[Secret, ...] = ()
+    browser_rate_per_key: int = 6000
+    browser_rate_per_address: int = 600
+    browser_rate_per_browser: int = 60
+    behind_proxy: bool = False
     abandon_after: timedelta = timedelta(minutes=30)
     flush_ms: int = 50
     fetch_budget_ms: int = 80
@@ -113,6 +121,19 @@ class Settings:
             for name, on in (("hubspot", self.hubspot_enabled), ("klaviyo", self.klaviyo_enabled))
             if on
         )
+
+    @property
+    def site_enabled(self) -> bool:
+        """The site snippet's browser path is on (a publishable key and allowed origins)."""
+        return bool(self.publishable_keys and self.allowed_origins)
+
+    @property
+    def url_domains(self) -> tuple[str, ...]:
+        """The domains URLs from browsers may point to: `DCB_SHOP_DOMAINS`, else the
+        allowed origins' hosts."""
+        if self.shop_domains:
+            return self.shop_domains
+        return tuple(sorted({urlsplit(o).hostname or "" for o in self.allowed_origins} - {""}))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -195,6 +216,45 @@ class _Reader:
                 )
         return keys
 
+    def words(self, name: str) -> tuple[str, ...]:
+        return tuple(p.strip() for p in (self.text(name) or "").split(",") if p.strip())
+
+    def origins(self) -> tuple[str, ...]:
+        """`DCB_ALLOWED_ORIGINS`: exact origins, `scheme://host[:port]`."""
+        origins = []
+        for raw in self.words("DCB_ALLOWED_ORIGINS"):
+            origin = raw.rstrip("/")
+            try:
+                parts = urlsplit(origin)
+                valid = parts.hostname is not None and (parts.port or 0) >= 0
+            except ValueError:
+                valid = False
+            if (
+                not valid
+                or parts.scheme not in {"http", "https"}
+                or parts.path
+                or parts.query
+                or parts.fragment
+                or parts.username is not None
+            ):
+                self.problems.append(
+                    f"DCB_ALLOWED_ORIGINS: expected scheme://host[:port], got {raw!r}"
+                )
+                continue
+            origins.append(origin.lower())
+        return tuple(origins)
+
+    def domains(self) -> tuple[str, ...]:
+        """`DCB_SHOP_DOMAINS`: host names (a subdomain of one is accepted too)."""
+        domains = []
+        for raw in self.words("DCB_SHOP_DOMAINS"):
+            domain = raw.lower().rstrip(".")
+            if "/" in domain or ":" in domain or "." not in domain and domain != "localhost":
+                self.problems.append(f"DCB_SHOP_DOMAINS: expected a host name, got {raw!r}")
+                continue
+            domains.append(domain)
+        return tuple(domains)
+
     def property_events(self) -> dict[str, str]:
         raw = self.text("DCB_HUBSPOT_PROPERTY_EVENTS")
         if raw is None:
@@ -241,6 +301,14 @@ class _Reader:
             hubspot_allow_legacy_signatures=self.flag("DCB_HUBSPOT_ALLOW_LEGACY_SIGNATURES"),
             hubspot_property_events=self.property_events(),
             events_api_keys=_secrets(self.text("DCB_EVENTS_API_KEY")),
+            publishable_keys=self.words("DCB_PUBLISHABLE_KEY"),
+            allowed_origins=self.origins(),
+            shop_domains=self.domains(),
+            identity_secrets=_secrets(self.text("DCB_IDENTITY_SECRET")),
+            browser_rate_per_key=self.number("DCB_BROWSER_RATE_PER_KEY", 6000, 1, 10_000_000),
+            browser_rate_per_address=self.number("DCB_BROWSER_RATE_PER_ADDRESS", 600, 1, 1_000_000),
+            browser_rate_per_browser=self.number("DCB_BROWSER_RATE_PER_BROWSER", 60, 1, 100_000),
+            behind_proxy=self.flag("DCB_BEHIND_PROXY"),
             abandon_after=self.duration("DCB_ABANDON_AFTER", timedelta(minutes=30)),
             flush_ms=self.number("DCB_FLUSH_MS", 50, 0, 60_000),
             fetch_budget_ms=self.number("DCB_FETCH_BUDGET_MS", 80, 0, 10_000),
@@ -266,6 +334,20 @@ class _Reader:
                 "DCB_HUBSPOT_CLIENT_SECRET is required with DCB_HUBSPOT_CLIENT_ID (the public "
                 "app's client secret)"
             )
+
+        self.check_site(settings)
         if self.problems:
             raise SettingsError(self.problems)
         return settings
+
+    def check_site(self, settings: Settings) -> None:
+        if settings.publishable_keys and not settings.allowed_origins:
+            self.problems.append(
+                "DCB_ALLOWED_ORIGINS is required with DCB_PUBLISHABLE_KEY: the shop's origins "
+                "(e.g. https://shop.example) that may send browser events"
+            )
+        server_keys = {k.value for k in settings.events_api_keys}
+        if server_keys & set(settings.publishable_keys):
+            self.problems.append(
+                "DCB_PUBLISHABLE_KEY must differ from every DCB_EVENTS_API_KEY: it is public"
+            )

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from connector.bootstrap import build_service
 from connector.core.properties_schema import PROPERTY_NAMES
 from connector.endpoints import build_endpoints
 from connector.manifest import ManifestError, load_manifest, parse_manifest
@@ -61,6 +62,21 @@ def test_every_inbound_route_is_declared() -> None:
     assert {e.path for e in build_endpoints(Settings())} <= paths
 
 
+def test_every_route_the_app_serves_is_declared(tmp_path: Path) -> None:
+    service = build_service(Settings(data_dir=tmp_path), workers=0)
+    try:
+        served = {
+            (method, rule.rule)
+            for rule in service.app.url_map.iter_rules()
+            if rule.endpoint != "static"
+            for method in (rule.methods or set()) - {"HEAD", "OPTIONS"}
+        }
+    finally:
+        service.app.extensions["dcb"]["store"].close()
+    declared = {(e["method"], e["path"]) for e in manifest()["endpoints"]}
+    assert served <= declared, served - declared
+
+
 def test_declared_defaults_are_the_settings_defaults() -> None:
     defaults = Settings()
     loaded = load_manifest()
@@ -70,6 +86,14 @@ def test_declared_defaults_are_the_settings_defaults() -> None:
     assert loaded.setting("DCB_FLUSH_MS").default == defaults.flush_ms
     assert loaded.setting("DCB_QUEUE_LIMIT").default == defaults.queue_limit
     assert loaded.setting("DCB_LOG_LEVEL").default == defaults.log_level
+    assert loaded.setting("DCB_BROWSER_RATE_PER_KEY").default == defaults.browser_rate_per_key
+    assert (
+        loaded.setting("DCB_BROWSER_RATE_PER_ADDRESS").default == defaults.browser_rate_per_address
+    )
+    assert (
+        loaded.setting("DCB_BROWSER_RATE_PER_BROWSER").default == defaults.browser_rate_per_browser
+    )
+    assert loaded.setting("DCB_IDENTITY_SECRET").secret
 
 
 def broken(edit: str, value: Any) -> dict[str, Any]:

@@ -54,3 +54,42 @@ def test_secrets_never_show() -> None:
 def test_property_events_mapping() -> None:
     settings = Settings.from_env({"DCB_HUBSPOT_PROPERTY_EVENTS": "cart_total=cart_updated"})
     assert settings.hubspot_property_events == {"cart_total": "cart_updated"}
+
+
+def test_the_site_snippet_settings() -> None:
+    settings = Settings.from_env(
+        {
+            "DCB_PUBLISHABLE_KEY": "pk_new, pk_old",
+            "DCB_ALLOWED_ORIGINS": "https://Shop.example/, https://www.shop.example:8443",
+            "DCB_IDENTITY_SECRET": "s1,s0",
+        }
+    )
+    assert settings.site_enabled
+    assert settings.publishable_keys == ("pk_new", "pk_old")
+    assert settings.allowed_origins == ("https://shop.example", "https://www.shop.example:8443")
+    assert settings.url_domains == ("shop.example", "www.shop.example")
+    assert [s.value for s in settings.identity_secrets] == ["s1", "s0"]
+    assert "s1" not in repr(settings)
+    assert (settings.browser_rate_per_key, settings.browser_rate_per_browser) == (6000, 60)
+    named = Settings.from_env({"DCB_SHOP_DOMAINS": "Shop.example,cdn.example"})
+    assert named.url_domains == ("shop.example", "cdn.example") and not named.site_enabled
+
+
+def test_site_snippet_problems_are_listed() -> None:
+    with pytest.raises(SettingsError) as info:
+        Settings.from_env(
+            {
+                "DCB_PUBLISHABLE_KEY": "shared-key",
+                "DCB_EVENTS_API_KEY": "shared-key",
+                "DCB_ALLOWED_ORIGINS": "shop.example,https://shop.example/path",
+                "DCB_SHOP_DOMAINS": "https://shop.example",
+                "DCB_BROWSER_RATE_PER_BROWSER": "0",
+            }
+        )
+    text = str(info.value)
+    assert "DCB_ALLOWED_ORIGINS: expected scheme://host[:port], got 'shop.example'" in text
+    assert "got 'https://shop.example/path'" in text
+    assert "DCB_ALLOWED_ORIGINS is required with DCB_PUBLISHABLE_KEY" in text
+    assert "DCB_PUBLISHABLE_KEY must differ from every DCB_EVENTS_API_KEY" in text
+    assert "DCB_SHOP_DOMAINS: expected a host name" in text
+    assert "DCB_BROWSER_RATE_PER_BROWSER must be between" in text

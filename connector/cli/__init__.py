@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from connector.cli import blocks as blocks_command
 from connector.cli import hubspot_project as hubspot_project_command
+from connector.cli import identity as identity_command
 from connector.cli import install as install_command
 from connector.cli import ops as ops_command
 from connector.cli import rules as rules_command
@@ -32,6 +33,7 @@ COMMANDS = [
     install_command,
     secrets_command,
     hubspot_project_command,
+    identity_command,
 ]
 
 

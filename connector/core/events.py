@@ -38,7 +38,15 @@ class EventType(StrEnum):
     SESSION_STARTED = "session_started"
 
 
-IDENTIFIER_KINDS: tuple[str, ...] = ("email", "external_id", "klaviyo_id", "hubspot_id")
+#: How a source may name a profile. `browser_id` is the site snippet's anonymous browser id:
+#: no platform can address a profile by it, so it never reaches a platform.
+IDENTIFIER_KINDS: tuple[str, ...] = (
+    "email",
+    "external_id",
+    "klaviyo_id",
+    "hubspot_id",
+    "browser_id",
+)
 #: The identifiers each platform can address a profile by, in the order it prefers them.
 PLATFORM_IDENTIFIERS: dict[str, tuple[str, ...]] = {
     "hubspot": ("hubspot_id", "email"),
@@ -63,6 +71,7 @@ class ProfileRef:
     external_id: str | None = None
     klaviyo_id: str | None = None
     hubspot_id: str | None = None
+    browser_id: str | None = None
 
     def identifiers(self) -> tuple[tuple[str, str], ...]:
         """The (kind, value) pairs that are set, in `IDENTIFIER_KINDS` order."""
@@ -241,6 +250,11 @@ _CONTEXT_FIELDS: dict[str, Any] = {
     "country": as_text,
     "session_depth": as_int,
 }
+
+
+def parse_properties(raw: Mapping[str, Any], where: str = "properties") -> dict[str, Any]:
+    """An event's properties with the known ones typed; raises `EventError`."""
+    return _typed(raw, _PROPERTY_FIELDS, where)
 
 
 def _typed(raw: Mapping[str, Any], types: Mapping[str, Any], where: str) -> dict[str, Any]:

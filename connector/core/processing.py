@@ -4,7 +4,9 @@
 order, decides once per profile with the profile's newest event (so a late, older event
 updates the context but never brings back an older decision), renders the block, and
 commits contexts, pending writes and the settled events in one step. A property set equal
-to the one last written (ignoring `dcb_computed_at`) is not queued again.
+to the one last written (ignoring `dcb_computed_at`) is not queued again. A browser's
+event is written only to the platforms that already know the profile (`_writable`), so a
+browser never creates a contact or profile.
 
 A profile decided `delayed_data` for lack of a field has that field read from its platform
 first, within a budget (`late_data`; see `connector.core.late_data`).
@@ -19,6 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from connector.core.abandonment import DEFAULT_ABANDON_AFTER, Arm, Disarm, timer_for
+from connector.core.browser import is_browser
 from connector.core.context import absorb, fold, view
 from connector.core.decisions import Decision
 from connector.core.events import PLATFORM_IDENTIFIERS, Event, EventError, parse_event, parse_time
@@ -43,6 +46,12 @@ log = logging.getLogger(__name__)
 #: Fetch rounds per batch within the budget: a decision made with fetched data may lack
 #: another field (a later rule's); past this, that one is read and answers late.
 FETCH_ROUNDS = 3
+
+
+#: The identifier that proves a platform has the profile (it came from that platform).
+PLATFORM_NATIVE_IDS: dict[str, str] = {"hubspot": "hubspot_id", "klaviyo": "klaviyo_id"}
+#: Context key: the platforms the profile exists on, as far as the connector knows.
+KNOWN_ON = "known_on"
 
 
 class Rendered(Protocol):
@@ -207,7 +216,7 @@ class Processor:
                     stamp=answer.updated_at or now, now=now, fresh_until=now + ttl,
                 )  # fmt: skip
         ruleset = self.ruleset_for(account)
-        platforms = tuple(sorted({p for item in items for p in item.platforms}))
+        platforms = tuple(_writable(context, items))
         self._rearm(account, key, events, context, platforms, ruleset)
         event = parse_event(context["last_event"], received_at=now)
         attempt = max((i.attempt for i in items), default=1)
@@ -305,6 +314,24 @@ class _Item:
     platforms: tuple[str, ...]
     fetched: Mapping[str, Any] | None = None  # fields read from a platform, late
     attempt: int = 1  # a fetch retry's attempt number
+
+
+def _writable(context: dict[str, Any], items: Sequence[_Item]) -> list[str]:
+    """The platforms to write this batch's decision to, noting in `context[KNOWN_ON]` the
+    platforms the profile is known on.
+
+    A platform knows the profile when it sent us the profile's own id, or when a trusted
+    source (the shop's server, a platform, a timer) sent an event for it, whose write
+    creates the profile if missing. A browser's event is written only where the profile is
+    already known: nobody can create a contact or profile from a browser.
+    """
+    ids = context.get("identifiers") or {}
+    known = set(context.get(KNOWN_ON) or ())
+    known |= {p for p, kind in PLATFORM_NATIVE_IDS.items() if kind in ids}
+    known |= {p for item in items if not is_browser(item.event) for p in item.platforms}
+    if known:
+        context[KNOWN_ON] = sorted(known)
+    return sorted({p for item in items for p in item.platforms if p in known})
 
 
 def _time(event_json: Mapping[str, Any]) -> datetime:

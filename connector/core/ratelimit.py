@@ -18,6 +18,10 @@ from typing import Protocol
 
 Clock = Callable[[], float]
 
+#: How many (key, window) counters a `FixedWindowLimiter` keeps before it forgets those
+#: whose window has ended; it then waits for twice as many, so pruning costs O(1) a call.
+PRUNE_AT = 10_000
+
 
 class RateLimiter(Protocol):
     def reserve(self, key: str) -> float:
@@ -61,6 +65,7 @@ class FixedWindowLimiter:
         self._windows = tuple(windows)
         self._clock = clock
         self._counts: dict[tuple[str, float], tuple[int, int]] = {}
+        self._prune_at = PRUNE_AT
         self._lock = threading.Lock()
 
     def reserve(self, key: str) -> float:
@@ -76,7 +81,16 @@ class FixedWindowLimiter:
             for _, length in self._windows:
                 index = math.floor(now / length)
                 self._counts[(key, length)] = (index, self._count(key, length, index) + 1)
+            if len(self._counts) > self._prune_at:
+                self._prune(now)
             return 0.0
+
+    def _prune(self, now: float) -> None:
+        """Forget keys whose windows have all ended (many keys: one per browser or IP)."""
+        for (key, length), (index, _) in list(self._counts.items()):
+            if index < math.floor(now / length):
+                del self._counts[(key, length)]
+        self._prune_at = max(PRUNE_AT, 2 * len(self._counts))
 
     def _count(self, key: str, length: float, index: int) -> int:
         seen_index, count = self._counts.get((key, length), (index, 0))
