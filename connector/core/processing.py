@@ -128,6 +128,10 @@ class Processor:
         ids = {str(k): str(v) for k, v in dict(item.event[ERASE]).items()}
         key = self.store.resolve_profile(item.account, ids)
         if key is not None:
+            # Its timers first: a cart timer firing after the erase would bring the shopper
+            # back from the cart it carries.
+            self.store.clear_timer(item.account, key)
+            self.store.clear_timer(item.account, RETRY_TIMER + key)
             self.store.erase(item.account, key)
             log.info("erased profile %s of account %s at the platform's request", key, item.account)
         self.store.commit([], [item.id], now.timestamp())

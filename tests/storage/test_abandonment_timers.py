@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from blocks.loading import load_library
+from connector.core.intake import ERASE
 from connector.core.processing import Processor
 from connector.core.storage import Inbound
 from connector.rulesets import load_ruleset_file
@@ -127,3 +128,16 @@ def test_timers_fire_once_when_many_processes_look_at_the_same_moment(
     assert sum(fired) == 20
     claimed = first.claim("w", 100, later)
     assert sorted(c.event["type"] for c in claimed) == ["cart_abandoned"] * 20
+
+
+def test_erasing_a_profile_disarms_its_timer(store: Store, clock: Clock) -> None:
+    processor = processor_for(store, clock)
+    send(store, clock, "checkout_started", "c1", cart_value=80.0)
+    settle_all(processor)
+    erase = {ERASE: {"email": "ada@example.com"}}
+    store.enqueue([Inbound("default", "erase:1", erase, ("hubspot",))], clock.now.timestamp())
+    settle_all(processor)
+    clock.now += timedelta(hours=1)
+    assert store.fire_timers(clock.now.timestamp()) == 0  # the cart would bring Ada back
+    settle_all(processor)
+    assert store.resolve_profile("default", {"email": "ada@example.com"}) is None
