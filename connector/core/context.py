@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from connector.core.events import Event, EventType, format_time, parse_time
@@ -59,7 +59,7 @@ def fold(context: Mapping[str, Any] | None, event: Event) -> dict[str, Any]:
         return state
     seen.append(event.event_id)
     del seen[:-SEEN_EVENTS]
-    at = format_time(event.occurred_at)
+    at = _stamp(event.occurred_at)
     _identify(state, event)
     if event.type in _CHANGES and state.get(FETCHED):
         state[FETCHED] = dict.fromkeys(state[FETCHED], "")
@@ -156,7 +156,7 @@ def absorb(
     """
     state = _copy(context)
     stamps: dict[str, str] = state.setdefault("stamps", {})
-    at = format_time(min(stamp, now))
+    at = _stamp(min(stamp, now))
     for name, value in values.items():
         if value is None:
             continue
@@ -173,8 +173,15 @@ def absorb(
         fetched[name] = format_time(fresh_until)
     updated = state.get("updated_at")
     if updated is None or parse_time(updated, "updated_at") < now:
-        state["updated_at"] = format_time(now)
+        state["updated_at"] = _stamp(now)
     return state
+
+
+def _stamp(moment: datetime) -> str:
+    """A field's stamp: UTC to the millisecond, always the same width, so that stamps
+    compare as text in time order (`format_time` drops a zero fraction, and `.5Z` would
+    sort before `Z` of the same second)."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def first_identifier(context: Mapping[str, Any]) -> str | None:

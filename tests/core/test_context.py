@@ -133,3 +133,11 @@ def test_fold_does_not_modify_its_input(history: list[Event]) -> None:
     for e in history:
         fold(ctx, e)
     assert repr(ctx) == before
+
+
+def test_a_later_event_in_the_same_second_wins_whatever_its_precision() -> None:
+    whole = T0.replace(microsecond=0)
+    earlier = event(EventType.CART_UPDATED, whole, "a", cart_value=10.0)
+    later = event(EventType.CART_UPDATED, whole + timedelta(milliseconds=500), "b", cart_value=20.0)
+    assert view(fold(fold({}, later), earlier), T0)["cart_value"] == 20.0
+    assert view(fold(fold({}, earlier), later), T0)["cart_value"] == 20.0
