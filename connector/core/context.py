@@ -27,6 +27,8 @@ from connector.core.events import Event, EventType, format_time, parse_time
 
 #: How long purchases are counted by day; the longest window a view can ask for.
 PURCHASE_WINDOW_DAYS = 90
+#: How many purchased product ids a profile remembers (the newest).
+PURCHASED_PRODUCTS = 100
 #: How many recent event ids a profile remembers to make folding idempotent. Duplicates
 #: older than this are caught by the pipeline's dedup store, which keeps keys for 7 days.
 SEEN_EVENTS = 64
@@ -39,6 +41,7 @@ RESERVED = frozenset(
         "is_new", "logged_in", "purchases_90d", "lifetime_orders", "last_order_at",
         "cart_value", "cart_items", "cart", "checkout_url", "last_viewed_product", "city",
         "country", "session_depth", "updated_at", "created_at", "identifiers",
+        "purchased_products",
     }
 )  # fmt: skip
 
@@ -105,7 +108,8 @@ def view(
         k: v for k, v in (context.get("attributes") or {}).items() if k not in RESERVED
     }
     for name in (*_CONTEXT_FIELDS, "cart_value", "cart_items", "checkout_url", "cart",
-                 "last_viewed_product", "last_order_at", "updated_at", "created_at"):  # fmt: skip
+                 "last_viewed_product", "last_order_at", "updated_at", "created_at",
+                 "purchased_products"):  # fmt: skip
         if name in context:
             out[name] = context[name]
     out["identifiers"] = dict(context.get("identifiers") or {})
@@ -256,6 +260,7 @@ def _order(state: dict[str, Any], stamps: dict[str, str], event: Event, at: str)
     cutoff = (latest - timedelta(days=PURCHASE_WINDOW_DAYS)).date().isoformat()
     for old in [d for d in by_day if d < cutoff]:
         del by_day[old]
+    _purchased(state, event)
     if at >= state.get("last_order_at", ""):
         state["last_order_at"] = at
         state["last_order"] = dict(event.properties)
@@ -263,6 +268,19 @@ def _order(state: dict[str, Any], stamps: dict[str, str], event: Event, at: str)
         stamps["cart"] = at
         state.update(cart_value=0.0, cart_items=0, cart={"items": [], "updated_at": at})
         state.pop("checkout_url", None)
+
+
+def _purchased(state: dict[str, Any], event: Event) -> None:
+    """Remember the products an order bought (the newest `PURCHASED_PRODUCTS`), so a block
+    about a product can stop holding once it is bought."""
+    items = event.properties.get("items")
+    found = [event.properties.get("product_id")]
+    if isinstance(items, Sequence) and not isinstance(items, str):
+        found += [item.get("product_id") for item in items if isinstance(item, Mapping)]
+    ids = [str(i) for i in found if isinstance(i, str | int) and not isinstance(i, bool)]
+    if ids:
+        known = [p for p in state.get("purchased_products", []) if p not in ids]
+        state["purchased_products"] = [*known, *ids][-PURCHASED_PRODUCTS:]
 
 
 def _viewed(state: dict[str, Any], stamps: dict[str, str], event: Event, at: str) -> None:

@@ -10,7 +10,7 @@ from connector.cli import main
 def test_check_the_shipped_example(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["rules", "check"]) == 0
     out = capsys.readouterr().out
-    assert "ok: rule set 'cart-recovery' version 3, 6 rules" in out
+    assert "ok: rule set 'cart-recovery' version 4, 7 rules" in out
 
 
 def test_check_reports_every_error_with_file_and_line(

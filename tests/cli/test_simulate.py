@@ -72,8 +72,8 @@ def test_json_holds_exactly_one_document(
     assert document["properties"]["dcb_block"] == "loyalty_reward"
     assert document["decision"]["rule"] == "loyalty"
     tried = [rule["rule"] for rule in document["trace"]["rules"]]
-    assert tried[:4] == ["cart-abandoned", "premium-offer", "onboarding", "loyalty"]
-    onboarding = document["trace"]["rules"][2]["conditions"][0]
+    assert tried[:5] == ["cart-abandoned", "back-in-stock", "premium-offer", "onboarding", "loyalty"]
+    onboarding = document["trace"]["rules"][3]["conditions"][0]
     assert onboarding["path"] == "profile.is_new" and onboarding["actual"] is False
 
 

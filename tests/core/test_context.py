@@ -141,3 +141,9 @@ def test_a_later_event_in_the_same_second_wins_whatever_its_precision() -> None:
     later = event(EventType.CART_UPDATED, whole + timedelta(milliseconds=500), "b", cart_value=20.0)
     assert view(fold(fold({}, later), earlier), T0)["cart_value"] == 20.0
     assert view(fold(fold({}, earlier), later), T0)["cart_value"] == 20.0
+
+
+def test_orders_remember_the_products_bought_newest_last() -> None:
+    first = event(EventType.ORDER_PLACED, T0, "o1", items=[{"product_id": "A"}, {"product_id": "B"}])
+    second = event(EventType.ORDER_PLACED, T0 + timedelta(days=1), "o2", product_id="A")
+    assert view(folded(first, second), T0)["purchased_products"] == ["B", "A"]

@@ -52,6 +52,14 @@ def test_operators(when: str, value: Any, expected: bool) -> None:
     assert matches(when, props) is expected
 
 
+def test_a_value_can_be_another_field() -> None:
+    assert matches("{event.cart_value: {gt: {field: event.threshold}}}", {"cart_value": 20, "threshold": 10})
+    assert not matches("{event.cart_value: {gt: {field: event.threshold}}}", {"cart_value": 5, "threshold": 10})
+    assert matches("{event.items: {contains: {field: event.product_id}}}", {"items": [{"product_id": "J-1"}], "product_id": "J-1"})
+    assert not matches("{event.cart_value: {eq: {field: event.missing}}}", {"cart_value": 5})
+    assert matches("{not: {event.cart_value: {eq: {field: event.missing}}}}", {"cart_value": 5})
+
+
 def test_contains_on_strings_lists_and_items() -> None:
     assert matches("{event.note: {contains: gift}}", {"note": "a gift for mum"})
     assert matches("{event.tags: {contains: vip}}", {"tags": ["new", "vip"]})
@@ -196,7 +204,7 @@ def test_the_example_rule_set_decides_as_described() -> None:
     assert (weekend.rule_id, weekend.params["discount_percent"]) == ("nyc-weekend", 15)
     assert weekend.params["window"] == "this weekend only"
     assert decide_for(rules, context={"city": "Boston"}).block == "we_noticed"
-    assert (weekend.ruleset, weekend.ruleset_version) == ("cart-recovery", "3")
+    assert (weekend.ruleset, weekend.ruleset_version) == ("cart-recovery", "4")
 
 
 HOLDOUT = """

@@ -38,6 +38,10 @@ def rule(body: str) -> str:
          "unknown weekday 'saturday'"),
         (rule("    when: {event.a: {in: 3}}\n    block: onboarding\n"), "event.a in: expected a list"),
         (rule("    when: {event.a: [1, 2]}\n    block: onboarding\n"), "a list needs an operator"),
+        (rule("    when: {event.a: {in: {field: event.b}}}\n    block: onboarding\n"),
+         "rules.yaml:5: in cannot compare with a field"),
+        (rule("    when: {event.a: {eq: {field: user.b}}}\n    block: onboarding\n"),
+         "rules.yaml:5: unknown path 'user.b'"),
         (rule("    when: {event.a: {between: [1]}}\n    block: onboarding\n"), "two bounds"),
         (rule("    when: {event.a: {exists: maybe}}\n    block: onboarding\n"), "expected true or false"),
         (rule("    when: {event.t: {within: 30 minutes}}\n    block: onboarding\n"),
@@ -85,10 +89,11 @@ def test_json_is_accepted() -> None:
 def test_the_example_loads_with_defaults_filled_in() -> None:
     rules = ruleset(example_text())
     assert [r.id for r in rules.all_rules()] == [
-        "cart-abandoned", "premium-offer", "onboarding", "loyalty", "nyc", "nyc-weekend"]  # fmt: skip
+        "cart-abandoned", "back-in-stock", "premium-offer", "onboarding", "loyalty", "nyc",
+        "nyc-weekend"]  # fmt: skip
     assert rules.delayed_data.block == "back_soon"
-    assert rules.rules[1].choice is not None
-    assert rules.rules[1].choice.params["window"] == "today only"  # a declared default
+    assert rules.rules[2].choice is not None
+    assert rules.rules[2].choice.params["window"] == "today only"  # a declared default
     assert rules.abandon_after is None  # the account's DCB_ABANDON_AFTER applies
     assert rules.timezone == "America/New_York"
 

@@ -103,3 +103,22 @@ def test_a_write_that_expired_while_waiting_is_decided_again_not_sent(store: Sto
     processor.run_once()  # the fresh decision
     dispatcher.run_once(drain=True)
     assert delivery.sent and delivery.sent[-1] != "personalized_offer"
+
+
+def test_a_back_in_stock_alert_holds_until_the_item_is_bought() -> None:
+    ruleset = rules()
+    alert = Event(
+        EventType.BACK_IN_STOCK, "b", NOW, ADA, {"product_id": "sku-1", "name": "Trail shoe"}
+    )
+    assert decide(ruleset, alert, fold(None, alert), NOW).block == "time_sensitive_alert"
+    bought = Event(
+        EventType.ORDER_PLACED, "o", NOW - timedelta(minutes=5), ADA,
+        {"value": 90.0, "items": [{"product_id": "sku-1", "quantity": 1}]},
+    )
+    context = fold(fold(None, bought), alert)  # the order arrived after the alert
+    decision = decide(ruleset, alert, context, NOW)
+    assert decision.block != "time_sensitive_alert"
+    [skipped] = [r for r in decision.trace.rules if r.rule_id == "back-in-stock"]
+    assert "no longer valid" in skipped.note
+    other = Event(EventType.BACK_IN_STOCK, "b2", NOW, ADA, {"product_id": "sku-2"})
+    assert decide(ruleset, other, fold(context, other), NOW).block == "time_sensitive_alert"

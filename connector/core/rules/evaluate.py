@@ -24,6 +24,7 @@ from connector.core.rules.model import (
     BlockChoice,
     Compare,
     Condition,
+    FieldRef,
     Not,
     Rule,
     RuleSet,
@@ -220,13 +221,22 @@ class _Walk:
 
     def compare(self, c: Compare, out: list[ConditionTrace]) -> bool:
         actual = self.scope.get(c.path)
+        expected = c.expected
+        if isinstance(expected, FieldRef):  # a missing field compares false, like a value
+            expected = self.scope.get(expected.path)
         missing = actual is _MISSING
         if c.op == "exists":
-            result = (not missing) is bool(c.expected)
+            result = (not missing) is bool(expected)
+        elif missing or expected is _MISSING:
+            result = False
         else:
-            result = not missing and bool(OPERATORS[c.op][1](actual, c.expected, self.scope.now))
+            result = bool(OPERATORS[c.op][1](actual, expected, self.scope.now))
+        wanted = _shown(expected)
+        if isinstance(c.expected, FieldRef):
+            value = "missing" if expected is _MISSING else repr(wanted)
+            wanted = f"{c.expected.path} ({value})"
         shown = None if missing else actual
-        out.append(ConditionTrace(c.path, c.op, _shown(c.expected), shown, result, missing))
+        out.append(ConditionTrace(c.path, c.op, wanted, shown, result, missing))
         return result
 
 

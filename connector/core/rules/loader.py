@@ -28,12 +28,13 @@ from connector.core.rules.model import (
     BlockChoice,
     Compare,
     Condition,
+    FieldRef,
     Holdout,
     Not,
     Rule,
     RuleSet,
 )
-from connector.core.rules.operators import OPERATORS, OperandError
+from connector.core.rules.operators import OPERATORS, REFERENCE_OPERATORS, OperandError
 
 TOP_KEYS = {
     "ruleset", "version", "timezone", "description", "rules", "fallback", "delayed_data",
@@ -295,6 +296,11 @@ class _Compiler:
                 known = ", ".join(OPERATORS)
                 self.fail([*where, op], f"unknown operator {op!r} (one of {known})")
                 continue
+            if isinstance(expected, Mapping) and list(expected) == ["field"]:
+                ref = self.reference(op, expected["field"], [*where, op, "field"])
+                if ref is not None:
+                    compares.append(Compare(str(path), str(op), ref))
+                continue
             try:
                 value = check[0](plain(expected))
             except OperandError as exc:
@@ -306,6 +312,14 @@ class _Compiler:
         if not compares:
             return None
         return compares[0] if len(compares) == 1 else AllOf(tuple(compares))
+
+    def reference(self, op: str, target: Any, where: Path) -> FieldRef | None:
+        """`{field: path}`: compare with another path's value (for single-value operators)."""
+        if op not in REFERENCE_OPERATORS:
+            allowed = ", ".join(sorted(REFERENCE_OPERATORS))
+            self.fail(where, f"{op} cannot compare with a field (only {allowed} can)")
+            return None
+        return FieldRef(str(target)) if self.path(where, target) else None
 
     def weekdays(self, value: Any, where: Path) -> None:
         values = value if isinstance(value, tuple) else (value,)

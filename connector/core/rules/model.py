@@ -11,8 +11,16 @@ from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
+class FieldRef:
+    """An expected value read from another path when the rule is evaluated, written
+    `{field: event.product_id}`; a missing field makes the comparison false."""
+
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
 class Compare:
-    """`path op expected`, e.g. `event.cart_value gt 150`."""
+    """`path op expected`, e.g. `event.cart_value gt 150`; `expected` may be a `FieldRef`."""
 
     path: str
     op: str

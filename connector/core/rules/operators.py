@@ -117,3 +117,6 @@ OPERATORS: dict[str, tuple[Callable[[Any], Any], Callable[[Any, Any, datetime], 
     "between": (_pair, _between),
     "within": (_duration, _within),
 }
+
+#: The operators whose expected value may be another field, `{field: event.product_id}`.
+REFERENCE_OPERATORS = frozenset({"eq", "ne", "gt", "gte", "lt", "lte", "contains"})
