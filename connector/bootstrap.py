@@ -6,6 +6,7 @@ settings (pointing at fake platform APIs) and, where they need it, their own clo
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import random
@@ -18,9 +19,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 import redis
+from flask import Flask
 
 from adapters.hubspot.client import HubSpotClient, hubspot_throttle
 from adapters.klaviyo.client import KlaviyoClient, klaviyo_throttle
+from adapters.storage.decision_cache import (
+    MemoryDecisionCache,
+    RedisDecisionCache,
+    RedisInvalidations,
+    SqliteDecisionCache,
+)
 from adapters.storage.redis_keys import RedisKeys
 from adapters.storage.redis_limits import (
     RedisFixedWindowLimiter,
@@ -30,6 +38,7 @@ from adapters.storage.redis_limits import (
 from adapters.storage.redis_status import redis_health
 from adapters.storage.redis_store import RedisPipelineStore
 from adapters.storage.sqlite import SqlitePipelineStore
+from blocks.declarations import library_files, user_files
 from blocks.loading import BlockLibrary, load_library
 from connector.core.delivery import Deliverer
 from connector.core.dispatch import Dispatcher
@@ -41,14 +50,16 @@ from connector.core.ratelimit import RateLimiter
 from connector.core.rules import RuleSet
 from connector.core.storage import Settlement
 from connector.core.validity import Revalidation
-from connector.endpoints import ACCOUNT, build_endpoints
+from connector.endpoints import ACCOUNT, build_endpoints, build_pull
 from connector.manifest import load_manifest
 from connector.metrics import Metrics
-from connector.rulesets import load_ruleset_file
+from connector.pull import CacheObserver, PullService
+from connector.rulesets import example_text, load_ruleset_file
 from connector.runtime_report import RuntimeReport
 from connector.service import Service
 from connector.settings import Settings
 from webhooks.app import Observer, create_app
+from webhooks.pull import add_pull_route
 
 log = logging.getLogger("dcb")
 
@@ -126,6 +137,77 @@ def load_rules(settings: Settings) -> tuple[BlockLibrary, RuleSet]:
     """The block library and the rule set; raises `DocumentError` naming file and line."""
     library = load_library(settings.blocks_dir)
     return library, load_ruleset_file(settings.rules, library.catalogue)
+
+
+def rules_version(settings: Settings, ruleset: RuleSet) -> str:
+    """The rule set's `version` and a digest of the rule set file and every block file, so
+    an edit that forgets to raise `version` still makes every cached decision stale."""
+    digest = hashlib.sha256()
+    rules = settings.rules.read_text("utf-8") if settings.rules else example_text()
+    files = library_files() + (user_files(settings.blocks_dir) if settings.blocks_dir else [])
+    for source, text in [("rules", rules), *files]:
+        digest.update(f"{source}\0{len(text)}\0{text}".encode())
+    return f"{ruleset.version}-{digest.hexdigest()[:16]}"
+
+
+@dataclass
+class Pull:
+    """The pull endpoint's service, its L1, and what starts, sweeps and releases them."""
+
+    l1: MemoryDecisionCache
+    service: PullService | None = None
+    start: Callable[[], None] = lambda: None
+    expire: Callable[[float], int] = lambda _before: 0  # drop L2 entries stored before
+    closers: list[Callable[[], None]] = field(default_factory=list)
+
+    def close(self) -> None:
+        if self.service is not None:
+            self.service.close()
+        for close in self.closers:
+            close()
+
+
+def build_pull_service(
+    settings: Settings,
+    store: Store,
+    shared: Shared,
+    library: BlockLibrary,
+    ruleset: RuleSet,
+    metrics: Metrics,
+    runtime: Runtime,
+) -> Pull:
+    """The decision lookup behind `GET /v1/blocks/...`: L1 in this process, L2 in Redis
+    (with pub/sub eviction hints) or the embedded store's file."""
+    ttl = settings.pull_cache_ttl.total_seconds()
+    l1 = MemoryDecisionCache(settings.pull_cache_size)
+    pull = Pull(l1=l1)
+    l2: RedisDecisionCache | SqliteDecisionCache
+    if shared.redis is not None:
+        l2 = RedisDecisionCache(shared.redis, shared.keys, ttl)
+        hints = RedisInvalidations(
+            shared.redis, shared.keys, lambda a, k, v: l1.evict(a, k, older_than=v)
+        )
+        pull.start, pull.closers = hints.ensure_started, [hints.stop]
+    else:
+        sqlite_cache = SqliteDecisionCache(settings.data_dir / STORE_FILE)
+        l2, pull.closers = sqlite_cache, [sqlite_cache.close]
+        pull.expire = sqlite_cache.expire
+    service = PullService(
+        store,
+        ruleset,
+        rules_version(settings, ruleset),
+        library.renderer,
+        l1,
+        l2,
+        runtime.clock,
+        (ACCOUNT,),
+        ttl=ttl,
+        budget=settings.pull_budget_ms / 1000,
+        observer=CacheObserver(metrics.cache_looked_up, metrics.cache_entry_aged),
+        on_first_use=pull.start,
+    )
+    pull.service = service
+    return pull
 
 
 def hubspot_client(
@@ -262,6 +344,15 @@ def build_service(
         if status in (200, 202) and service_ref:
             service_ref[0].events_arrived()
 
+    pull = None
+    if web:
+        pull = build_pull_service(settings, store, shared, library, ruleset, metrics, rt)
+
+    def pull_route(app: Flask) -> None:
+        if pull is not None and pull.service is not None:
+            route = build_pull(settings, pull.service.lookup)
+            add_pull_route(app, route, epoch=rt.epoch, answered=metrics.answered)
+
     app = create_app(
         build_endpoints(settings) if web else [],
         intake,
@@ -269,17 +360,35 @@ def build_service(
         metrics=metrics.exposition,
         clock=rt.clock,
         observer=Observer(answered),
+        extra=pull_route,
     )
+
+    def upkeep() -> None:
+        log.info("expired %d dedup keys", store.expire_dedup(rt.epoch()))
+        if pull is not None:
+            ttl = settings.pull_cache_ttl.total_seconds()
+            log.info("expired %d cached decisions", pull.expire(rt.epoch() - ttl))
+
+    def close() -> None:
+        if pull is not None:
+            pull.close()
+        store.close()
+
     service = Service(
         app=app,
         processors=processors,
         dispatchers=dispatchers,
         reclaim=store.release_leases,
-        upkeep=lambda: log.info("expired %d dedup keys", store.expire_dedup(rt.epoch())),
-        close=store.close,
+        upkeep=upkeep,
+        close=close,
         fire_timers=lambda: store.fire_timers(rt.epoch()),
         publish=lambda: store.save_runtime(ACCOUNT, report.snapshot()),
     )
     service_ref.append(service)
-    app.extensions["dcb"] = {"service": service, "store": store, "clients": clients}
+    app.extensions["dcb"] = {
+        "service": service,
+        "store": store,
+        "clients": clients,
+        "pull": pull,
+    }
     return service

@@ -70,6 +70,12 @@ class Settings:
         default_factory=lambda: dict(DEFAULT_PROPERTY_EVENTS)
     )
     events_api_keys: tuple[Secret, ...] = ()
+    pull_api_keys: tuple[Secret, ...] = ()
+    url_signing_keys: tuple[Secret, ...] = ()
+    pull_max_age: timedelta = timedelta(seconds=60)
+    pull_cache_ttl: timedelta = timedelta(minutes=5)
+    pull_cache_size: int = 10_000
+    pull_budget_ms: int = 250
     abandon_after: timedelta = timedelta(minutes=30)
     flush_ms: int = 50
     queue_limit: int = 100_000
@@ -82,6 +88,11 @@ class Settings:
     @property
     def hubspot_enabled(self) -> bool:
         return self.hubspot_access_token is not None
+
+    @property
+    def pull_enabled(self) -> bool:
+        """Whether `GET /v1/blocks/...` answers: it needs an API key or a signing key."""
+        return bool(self.pull_api_keys or self.url_signing_keys)
 
     @property
     def platforms(self) -> tuple[str, ...]:
@@ -203,6 +214,12 @@ class _Reader:
             hubspot_allow_legacy_signatures=self.flag("DCB_HUBSPOT_ALLOW_LEGACY_SIGNATURES"),
             hubspot_property_events=self.property_events(),
             events_api_keys=_secrets(self.text("DCB_EVENTS_API_KEY")),
+            pull_api_keys=_secrets(self.text("DCB_PULL_API_KEYS")),
+            url_signing_keys=_secrets(self.text("DCB_URL_SIGNING_KEY")),
+            pull_max_age=self.duration("DCB_PULL_MAX_AGE", timedelta(seconds=60)),
+            pull_cache_ttl=self.duration("DCB_PULL_CACHE_TTL", timedelta(minutes=5)),
+            pull_cache_size=self.number("DCB_PULL_CACHE_SIZE", 10_000, 1, 10_000_000),
+            pull_budget_ms=self.number("DCB_PULL_BUDGET_MS", 250, 1, 60_000),
             abandon_after=self.duration("DCB_ABANDON_AFTER", timedelta(minutes=30)),
             flush_ms=self.number("DCB_FLUSH_MS", 50, 0, 60_000),
             queue_limit=self.number("DCB_QUEUE_LIMIT", 100_000, 1, 100_000_000),
@@ -215,6 +232,21 @@ class _Reader:
                 "DCB_PUBLIC_URL is required with DCB_HUBSPOT_CLIENT_SECRET: HubSpot signs the "
                 "public URL it calls"
             )
+        self.check_pull(settings)
         if self.problems:
             raise SettingsError(self.problems)
         return settings
+
+    def check_pull(self, settings: Settings) -> None:
+        shared = {k.value for k in settings.pull_api_keys} & {
+            k.value for k in settings.events_api_keys
+        }
+        if shared:
+            self.problems.append(
+                "DCB_PULL_API_KEYS must differ from DCB_EVENTS_API_KEY: a key that sends "
+                "events must not read decisions"
+            )
+        if settings.pull_cache_ttl <= timedelta(0):
+            self.problems.append("DCB_PULL_CACHE_TTL must be longer than 0s")
+        if settings.pull_max_age > timedelta(days=365):
+            self.problems.append("DCB_PULL_MAX_AGE must be at most 365d")

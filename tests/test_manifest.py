@@ -61,6 +61,13 @@ def test_every_inbound_route_is_declared() -> None:
     assert {e.path for e in build_endpoints(Settings())} <= paths
 
 
+def test_the_pull_route_is_declared() -> None:
+    from webhooks.pull import PATH
+
+    declared = {e["path"] for e in manifest()["endpoints"]}
+    assert PATH.replace("<path:", "<") in declared
+
+
 def test_declared_defaults_are_the_settings_defaults() -> None:
     defaults = Settings()
     loaded = load_manifest()
@@ -70,6 +77,12 @@ def test_declared_defaults_are_the_settings_defaults() -> None:
     assert loaded.setting("DCB_FLUSH_MS").default == defaults.flush_ms
     assert loaded.setting("DCB_QUEUE_LIMIT").default == defaults.queue_limit
     assert loaded.setting("DCB_LOG_LEVEL").default == defaults.log_level
+    assert loaded.setting("DCB_PULL_CACHE_SIZE").default == defaults.pull_cache_size
+    assert loaded.setting("DCB_PULL_BUDGET_MS").default == defaults.pull_budget_ms
+    assert Settings.from_env(
+        {"DCB_PULL_MAX_AGE": str(loaded.setting("DCB_PULL_MAX_AGE").default),
+         "DCB_PULL_CACHE_TTL": str(loaded.setting("DCB_PULL_CACHE_TTL").default)}
+    ) == defaults
 
 
 def broken(edit: str, value: Any) -> dict[str, Any]:
