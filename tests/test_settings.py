@@ -54,3 +54,23 @@ def test_secrets_never_show() -> None:
 def test_property_events_mapping() -> None:
     settings = Settings.from_env({"DCB_HUBSPOT_PROPERTY_EVENTS": "cart_total=cart_updated"})
     assert settings.hubspot_property_events == {"cart_total": "cart_updated"}
+
+
+def test_pull_settings() -> None:
+    settings = Settings.from_env(
+        {"DCB_PULL_API_KEYS": "p1,p2", "DCB_URL_SIGNING_KEY": "s1", "DCB_PULL_MAX_AGE": "5m"}
+    )
+    assert [k.value for k in settings.pull_api_keys] == ["p1", "p2"]
+    assert settings.pull_enabled and settings.pull_max_age.total_seconds() == 300
+    assert "p1" not in repr(settings)
+    assert not Settings.from_env({}).pull_enabled
+
+
+def test_a_pull_key_may_not_be_an_events_key() -> None:
+    with pytest.raises(SettingsError) as info:
+        Settings.from_env(
+            {"DCB_PULL_API_KEYS": "k1", "DCB_EVENTS_API_KEY": "k0,k1", "DCB_PULL_CACHE_TTL": "0s"}
+        )
+    assert "DCB_PULL_API_KEYS must differ from DCB_EVENTS_API_KEY" in str(info.value)
+    assert "DCB_PULL_CACHE_TTL must be longer than 0s" in str(info.value)
+    assert "k1" not in str(info.value)

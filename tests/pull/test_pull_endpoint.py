@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from connector.bootstrap import build_service
 from connector.core.intake import ERASE
 from connector.core.processing import Processor
 from connector.core.storage import Inbound
@@ -23,6 +24,7 @@ from tests.pull.conftest import (
     give_context,
     open_pulling,
     settings,
+    wait_for,
 )
 from webhooks.signed_urls import sign_path
 
@@ -240,3 +242,27 @@ def test_hits_and_misses_are_metrics(pulling: Pulling) -> None:
     assert 'dcb_pull_cache_lookups_total{layer="l1",result="hit"} 1.0' in text
     assert 'dcb_pull_cache_entry_age_seconds_count{layer="l1"} 1.0' in text
     assert 'dcb_requests_total{endpoint="blocks",status="200"} 2.0' in text
+
+
+def test_an_event_through_the_pipeline_changes_what_is_pulled(pull_settings: Settings) -> None:
+    """End to end: the event API queues, a processor commits, the next pull misses."""
+    service = build_service(pull_settings, workers=1)
+    service.start()
+    client = service.app.test_client()
+    try:
+        url = "/v1/blocks/klaviyo/default/ada@example.com"
+        before = client.get(url, headers=BEARER)
+        assert before.get_json()["decided"] is False
+        sent = client.post(
+            "/v1/events",
+            json=checkout("ada@example.com"),
+            headers={"Authorization": f"Bearer {EVENTS_KEY}"},
+        )
+        assert sent.status_code == 202, sent.text
+        wait_for(lambda: client.get(url, headers=BEARER).get_json()["decided"])
+        after = client.get(url, headers=BEARER)
+        assert after.get_json()["block"] == "personalized_offer"
+        assert after.headers["ETag"] != before.headers["ETag"]
+        assert client.get(url, headers={"Authorization": f"Bearer {EVENTS_KEY}"}).status_code == 401
+    finally:
+        service.stop(drain=False, drain_seconds=2)
