@@ -81,7 +81,8 @@ def _answer(route: PullRoute, platform: str, account: str, profile_id: str, now:
     query = {k: v for k, v in request.args.items()}
     headers = dict(request.headers.items())
     try:
-        access = route.verify(request.method, request.path, query, headers, now)
+        method = "GET" if request.method == "HEAD" else request.method  # a HEAD is a GET
+        access = route.verify(method, request.path, query, headers, now)
     except AccessError as exc:
         return _refuse(exc.status, exc.message)
     try:

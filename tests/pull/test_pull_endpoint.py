@@ -195,6 +195,8 @@ def test_a_signed_url_reads_privately_until_it_expires(pulling: Pulling) -> None
     assert answer.status_code == 200 and answer.get_json()["block"] == "personalized_offer"
     assert answer.headers["Cache-Control"] == "private, max-age=60"
     assert "Surrogate-Key" not in answer.headers
+    head = pulling.client.head(url)
+    assert head.status_code == 200 and head.headers["ETag"] == answer.headers["ETag"]
     expired = signed_url("/v1/blocks/klaviyo/default/ada@example.com", time.time() - 1)
     gone = pulling.client.get(expired)
     assert gone.status_code == 403 and "expired" in gone.get_json()["error"]

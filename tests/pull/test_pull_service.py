@@ -143,7 +143,7 @@ def test_a_new_rules_version_misses(store: SqlitePipelineStore, tmp_path: Path) 
 
 
 def test_the_rules_version_follows_the_rule_set_and_block_files(tmp_path: Path) -> None:
-    library, ruleset = load_rules(Settings())
+    _, ruleset = load_rules(Settings())
     shipped = rules_version(Settings(), ruleset)
     assert shipped.startswith(f"{ruleset.version}-")
     assert rules_version(Settings(), ruleset) == shipped
@@ -159,7 +159,6 @@ def test_the_rules_version_follows_the_rule_set_and_block_files(tmp_path: Path) 
     (blocks / "extra.yaml").write_text("id: extra\noutputs: {headline: Hi}\n", encoding="utf-8")
     with_blocks = Settings(blocks_dir=blocks)
     assert rules_version(with_blocks, ruleset) != shipped
-    del library
 
 
 def test_a_cache_write_for_a_superseded_version_is_dropped(
