@@ -6,7 +6,6 @@ settings (pointing at fake platform APIs) and, where they need it, their own clo
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import random
@@ -23,12 +22,6 @@ from flask import Flask
 
 from adapters.hubspot.client import HubSpotClient, hubspot_throttle
 from adapters.klaviyo.client import KlaviyoClient, klaviyo_throttle
-from adapters.storage.decision_cache import (
-    MemoryDecisionCache,
-    RedisDecisionCache,
-    RedisInvalidations,
-    SqliteDecisionCache,
-)
 from adapters.storage.redis_keys import RedisKeys
 from adapters.storage.redis_limits import (
     RedisFixedWindowLimiter,
@@ -38,7 +31,6 @@ from adapters.storage.redis_limits import (
 from adapters.storage.redis_status import redis_health
 from adapters.storage.redis_store import RedisPipelineStore
 from adapters.storage.sqlite import SqlitePipelineStore
-from blocks.declarations import library_files, user_files
 from blocks.loading import BlockLibrary, load_library
 from connector.core.delivery import Deliverer
 from connector.core.dispatch import Dispatcher
@@ -53,8 +45,8 @@ from connector.core.validity import Revalidation
 from connector.endpoints import ACCOUNT, build_endpoints, build_pull
 from connector.manifest import load_manifest
 from connector.metrics import Metrics
-from connector.pull import CacheObserver, PullService
-from connector.rulesets import example_text, load_ruleset_file
+from connector.pull import open_pull
+from connector.rulesets import load_ruleset_file
 from connector.runtime_report import RuntimeReport
 from connector.service import Service
 from connector.settings import Settings
@@ -137,77 +129,6 @@ def load_rules(settings: Settings) -> tuple[BlockLibrary, RuleSet]:
     """The block library and the rule set; raises `DocumentError` naming file and line."""
     library = load_library(settings.blocks_dir)
     return library, load_ruleset_file(settings.rules, library.catalogue)
-
-
-def rules_version(settings: Settings, ruleset: RuleSet) -> str:
-    """The rule set's `version` and a digest of the rule set file and every block file, so
-    an edit that forgets to raise `version` still makes every cached decision stale."""
-    digest = hashlib.sha256()
-    rules = settings.rules.read_text("utf-8") if settings.rules else example_text()
-    files = library_files() + (user_files(settings.blocks_dir) if settings.blocks_dir else [])
-    for source, text in [("rules", rules), *files]:
-        digest.update(f"{source}\0{len(text)}\0{text}".encode())
-    return f"{ruleset.version}-{digest.hexdigest()[:16]}"
-
-
-@dataclass
-class Pull:
-    """The pull endpoint's service, its L1, and what starts, sweeps and releases them."""
-
-    l1: MemoryDecisionCache
-    service: PullService | None = None
-    start: Callable[[], None] = lambda: None
-    expire: Callable[[float], int] = lambda _before: 0  # drop L2 entries stored before
-    closers: list[Callable[[], None]] = field(default_factory=list)
-
-    def close(self) -> None:
-        if self.service is not None:
-            self.service.close()
-        for close in self.closers:
-            close()
-
-
-def build_pull_service(
-    settings: Settings,
-    store: Store,
-    shared: Shared,
-    library: BlockLibrary,
-    ruleset: RuleSet,
-    metrics: Metrics,
-    runtime: Runtime,
-) -> Pull:
-    """The decision lookup behind `GET /v1/blocks/...`: L1 in this process, L2 in Redis
-    (with pub/sub eviction hints) or the embedded store's file."""
-    ttl = settings.pull_cache_ttl.total_seconds()
-    l1 = MemoryDecisionCache(settings.pull_cache_size)
-    pull = Pull(l1=l1)
-    l2: RedisDecisionCache | SqliteDecisionCache
-    if shared.redis is not None:
-        l2 = RedisDecisionCache(shared.redis, shared.keys, ttl)
-        hints = RedisInvalidations(
-            shared.redis, shared.keys, lambda a, k, v: l1.evict(a, k, older_than=v)
-        )
-        pull.start, pull.closers = hints.ensure_started, [hints.stop]
-    else:
-        sqlite_cache = SqliteDecisionCache(settings.data_dir / STORE_FILE)
-        l2, pull.closers = sqlite_cache, [sqlite_cache.close]
-        pull.expire = sqlite_cache.expire
-    service = PullService(
-        store,
-        ruleset,
-        rules_version(settings, ruleset),
-        library.renderer,
-        l1,
-        l2,
-        runtime.clock,
-        (ACCOUNT,),
-        ttl=ttl,
-        budget=settings.pull_budget_ms / 1000,
-        observer=CacheObserver(metrics.cache_looked_up, metrics.cache_entry_aged),
-        on_first_use=pull.start,
-    )
-    pull.service = service
-    return pull
 
 
 def hubspot_client(
@@ -346,10 +267,13 @@ def build_service(
 
     pull = None
     if web:
-        pull = build_pull_service(settings, store, shared, library, ruleset, metrics, rt)
+        pull = open_pull(
+            settings, store, shared.redis, shared.keys, settings.data_dir / STORE_FILE,
+            library, ruleset, metrics, rt.clock,
+        )  # fmt: skip
 
     def pull_route(app: Flask) -> None:
-        if pull is not None and pull.service is not None:
+        if pull is not None:
             route = build_pull(settings, pull.service.lookup)
             add_pull_route(app, route, epoch=rt.epoch, answered=metrics.answered)
 

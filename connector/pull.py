@@ -12,18 +12,32 @@ may depend on the time (`now.weekday`, `within`, validity).
 The whole lookup runs within `budget` seconds: a store that is slow or down makes the
 answer the fallback block (`decided: false`), never an error; the work left running
 still fills the caches for the next request.
+
+`open_pull` builds it with its layers from the settings, for the composition root.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 
-from adapters.storage.decision_cache import MemoryDecisionCache
+from redis import Redis
+
+from adapters.storage.decision_cache import (
+    MemoryDecisionCache,
+    RedisDecisionCache,
+    RedisInvalidations,
+    SqliteDecisionCache,
+)
+from adapters.storage.redis_keys import RedisKeys
+from blocks.declarations import library_files, user_files
+from blocks.loading import BlockLibrary
 from connector.core.lookup import (
     CachedDecision,
     CurrentDecision,
@@ -37,6 +51,10 @@ from connector.core.lookup import (
 from connector.core.processing import Renderer
 from connector.core.rules import RuleSet
 from connector.core.storage import PipelineStore
+from connector.endpoints import ACCOUNT
+from connector.metrics import Metrics
+from connector.rulesets import example_text
+from connector.settings import Settings
 
 log = logging.getLogger("dcb.pull")
 
@@ -137,3 +155,71 @@ class PullService:
         return CurrentDecision(
             False, decision.block, None, decision.variant, decision.properties, reason
         )
+
+
+def rules_version(settings: Settings, ruleset: RuleSet) -> str:
+    """The rule set's `version` and a digest of the rule set file and every block file, so
+    an edit that forgets to raise `version` still makes every cached decision stale."""
+    digest = hashlib.sha256()
+    rules = settings.rules.read_text("utf-8") if settings.rules else example_text()
+    files = library_files() + (user_files(settings.blocks_dir) if settings.blocks_dir else [])
+    for source, text in [("rules", rules), *files]:
+        digest.update(f"{source}\0{len(text)}\0{text}".encode())
+    return f"{ruleset.version}-{digest.hexdigest()[:16]}"
+
+
+@dataclass
+class Pull:
+    """The pull endpoint's service, with what sweeps and releases its layers."""
+
+    service: PullService
+    expire: Callable[[float], int] = lambda _before: 0  # drop L2 entries stored before
+    closers: list[Callable[[], None]] = field(default_factory=list)
+
+    def close(self) -> None:
+        self.service.close()
+        for close in self.closers:
+            close()
+
+
+def open_pull(
+    settings: Settings,
+    store: PipelineStore,
+    redis: Redis | None,
+    keys: RedisKeys,
+    store_file: Path,
+    library: BlockLibrary,
+    ruleset: RuleSet,
+    metrics: Metrics,
+    clock: Callable[[], datetime],
+) -> Pull:
+    """The decision lookup behind `GET /v1/blocks/...` (for the composition root): L1 in
+    this process, L2 in `redis` (with pub/sub eviction hints, listened to from the first
+    lookup on) or the embedded store's `store_file`."""
+    ttl = settings.pull_cache_ttl.total_seconds()
+    l1 = MemoryDecisionCache(settings.pull_cache_size)
+    l2: RedisDecisionCache | SqliteDecisionCache
+    if redis is not None:
+        l2 = RedisDecisionCache(redis, keys, ttl)
+        hints = RedisInvalidations(redis, keys, lambda a, k, v: l1.evict(a, k, older_than=v))
+        start, closers = hints.ensure_started, [hints.stop]
+    else:
+        l2 = SqliteDecisionCache(store_file)
+        start, closers = (lambda: None), [l2.close]
+    service = PullService(
+        store,
+        ruleset,
+        rules_version(settings, ruleset),
+        library.renderer,
+        l1,
+        l2,
+        clock,
+        (ACCOUNT,),
+        ttl=ttl,
+        budget=settings.pull_budget_ms / 1000,
+        observer=CacheObserver(metrics.cache_looked_up, metrics.cache_entry_aged),
+        on_first_use=start,
+    )
+    if isinstance(l2, SqliteDecisionCache):
+        return Pull(service, l2.expire, closers)
+    return Pull(service, closers=closers)  # Redis drops entries by their own TTL

@@ -21,9 +21,9 @@ from adapters.storage.decision_cache import (
 from adapters.storage.redis_keys import RedisKeys
 from adapters.storage.redis_store import RedisPipelineStore
 from adapters.storage.sqlite import SqlitePipelineStore
-from connector.bootstrap import load_rules, rules_version
+from connector.bootstrap import load_rules
 from connector.core.lookup import CachedDecision, CurrentDecision
-from connector.pull import CacheObserver, PullService
+from connector.pull import CacheObserver, PullService, rules_version
 from connector.settings import Settings
 from tests.pull.conftest import checkout, give_context, wait_for
 
