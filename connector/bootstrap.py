@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import redis
+from flask import Flask
 
 from adapters.hubspot.client import HubSpotClient, TokenProvider, hubspot_throttle
 from adapters.hubspot.install import HubSpotInstall, InstallConfig, InstallRefused
@@ -53,15 +54,17 @@ from connector.core.rules import RuleSet
 from connector.core.storage import Settlement
 from connector.core.tokens import TokenUnavailable, hubspot_account
 from connector.core.validity import Revalidation
-from connector.endpoints import ACCOUNT, build_endpoints, build_site
+from connector.endpoints import ACCOUNT, build_endpoints, build_pull, build_site
 from connector.manifest import load_manifest
 from connector.metrics import Metrics
+from connector.pull import open_pull
 from connector.rulesets import load_ruleset_file
 from connector.runtime_report import RuntimeReport
 from connector.service import Service
 from connector.settings import Settings, SettingsError
 from webhooks.app import Observer, create_app
 from webhooks.oauth import START_PATH, InstallFlow, InstallPage, add_install_routes
+from webhooks.pull import add_pull_route
 from webhooks.site import RateLimits, install_site
 
 log = logging.getLogger("dcb")
@@ -444,11 +447,19 @@ def build_service(
             service_ref[0].events_arrived()
 
     flow = install_flow(settings, grants, tokens, rt) if web and tokens is not None else None
+    pull = None
+    if web:
+        pull = open_pull(
+            settings, store, shared.redis, shared.keys, settings.data_dir / STORE_FILE,
+            library, ruleset, metrics, rt.clock,
+        )  # fmt: skip
 
-    def close() -> None:
-        fetches.shutdown(wait=False, cancel_futures=True)  # a late answer is retried anyway
-        store.close()
-        grants.close()
+    def extra_routes(app: Flask) -> None:
+        if flow is not None:
+            add_install_routes(app, flow)
+        if pull is not None:
+            route = build_pull(settings, pull.service.lookup)
+            add_pull_route(app, route, epoch=rt.epoch, answered=metrics.answered)
 
     app = create_app(
         build_endpoints(settings) if web else [],
@@ -457,17 +468,31 @@ def build_service(
         metrics=metrics.exposition,
         clock=rt.clock,
         observer=Observer(answered),
-        extra=(lambda flask_app: add_install_routes(flask_app, flow)) if flow else None,
+        extra=extra_routes,
     )
     if web:
         site = build_site(settings, shared.browser_limits(settings, rt))
         install_site(app, site, intake, clock=rt.clock, observer=Observer(answered))
+
+    def upkeep() -> None:
+        log.info("expired %d dedup keys", store.expire_dedup(rt.epoch()))
+        if pull is not None:
+            ttl = settings.pull_cache_ttl.total_seconds()
+            log.info("expired %d cached decisions", pull.expire(rt.epoch() - ttl))
+
+    def close() -> None:
+        fetches.shutdown(wait=False, cancel_futures=True)  # a late answer is retried anyway
+        if pull is not None:
+            pull.close()
+        store.close()
+        grants.close()
+
     service = Service(
         app=app,
         processors=processors,
         dispatchers=dispatchers,
         reclaim=store.release_leases,
-        upkeep=lambda: log.info("expired %d dedup keys", store.expire_dedup(rt.epoch())),
+        upkeep=upkeep,
         close=close,
         fire_timers=lambda: store.fire_timers(rt.epoch()),
         publish=lambda: store.save_runtime(ACCOUNT, report.snapshot()),
@@ -479,5 +504,6 @@ def build_service(
         "clients": clients,
         "grants": grants,
         "tokens": tokens,
+        "pull": pull,
     }
     return service

@@ -7,6 +7,7 @@ so the platform does not retry them for a day).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import datetime
 from urllib.parse import parse_qs
@@ -18,15 +19,18 @@ from adapters.klaviyo.inbound import parse_flow_webhook, parse_system_webhook
 from connector.core.events import EventType
 from connector.core.inbound import Dropped, ParseError, ParseResult
 from connector.core.intake import parse_first_party
+from connector.core.lookup import PullResult
 from connector.settings import Secret, Settings
 from webhooks.app import Endpoint, Parse, RawRequest
 from webhooks.bearer import verify_bearer
+from webhooks.pull import PullRoute
 from webhooks.signatures import (
     hubspot_uri,
     verify_hubspot,
     verify_klaviyo,
     verify_klaviyo_flow,
 )
+from webhooks.signed_urls import Access, verify_access
 from webhooks.site import RateLimits, Site
 
 ACCOUNT = "default"
@@ -214,4 +218,25 @@ def build_site(settings: Settings, limits: RateLimits) -> Site:
         limits=limits,
         behind_proxy=settings.behind_proxy,
         off_reason=off,
+    )
+
+
+def build_pull(settings: Settings, lookup: Callable[[str, str, str], PullResult]) -> PullRoute:
+    """`GET /v1/blocks/...`, readable with `DCB_PULL_API_KEYS` or a URL signed with
+    `DCB_URL_SIGNING_KEY`, nothing else (the event API's and the site's keys included)."""
+    api_keys = _secrets(settings.pull_api_keys)
+    signing_keys = _secrets(settings.url_signing_keys)
+    off = None
+    if not settings.pull_enabled:
+        off = "the pull endpoint is off (set DCB_PULL_API_KEYS or DCB_URL_SIGNING_KEY)"
+
+    def verify(
+        method: str, path: str, query: Mapping[str, str], headers: Mapping[str, str], now: float
+    ) -> Access:
+        return verify_access(
+            method, path, query, headers, api_keys=api_keys, signing_keys=signing_keys, now=now
+        )
+
+    return PullRoute(
+        verify, lookup, int(settings.pull_max_age.total_seconds()), off_reason=off
     )

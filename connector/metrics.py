@@ -23,6 +23,8 @@ from connector.core.storage import Settlement
 #: Acknowledgement latencies are milliseconds; delivery latencies seconds to minutes.
 ACK_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 LAG_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0)
+#: Ages of served cache entries: up to the longest sensible DCB_PULL_CACHE_TTL.
+AGE_BUCKETS = (0.1, 1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 900.0, 3600.0)
 
 
 def enable_multiprocess(directory: str) -> None:
@@ -72,12 +74,31 @@ class Metrics:
             buckets=LAG_BUCKETS,
             registry=r,
         )
+        self.cache_lookups = Counter(
+            "dcb_pull_cache_lookups",
+            "Decision cache lookups of the pull endpoint, by layer (l1, l2) and result",
+            ["layer", "result"],
+            registry=r,
+        )
+        self.cache_entry_age = Histogram(
+            "dcb_pull_cache_entry_age_seconds",
+            "Age of the cached decisions served, by layer",
+            ["layer"],
+            buckets=AGE_BUCKETS,
+            registry=r,
+        )
         self._depth = _QueueDepth(depth)
         r.register(self._depth)
 
     def answered(self, endpoint: str, status: int, seconds: float) -> None:
         self.requests.labels(endpoint, str(status)).inc()
         self.ack_seconds.labels(endpoint).observe(seconds)
+
+    def cache_looked_up(self, layer: str, result: str) -> None:
+        self.cache_lookups.labels(layer, result).inc()
+
+    def cache_entry_aged(self, layer: str, seconds: float) -> None:
+        self.cache_entry_age.labels(layer).observe(seconds)
 
     def decided(self, outcome: Decided) -> None:
         self.decisions.labels(outcome.block).inc()

@@ -83,6 +83,12 @@ class Settings:
     browser_rate_per_address: int = 600
     browser_rate_per_browser: int = 60
     behind_proxy: bool = False
+    pull_api_keys: tuple[Secret, ...] = ()
+    url_signing_keys: tuple[Secret, ...] = ()
+    pull_max_age: timedelta = timedelta(seconds=60)
+    pull_cache_ttl: timedelta = timedelta(minutes=5)
+    pull_cache_size: int = 10_000
+    pull_budget_ms: int = 250
     abandon_after: timedelta = timedelta(minutes=30)
     flush_ms: int = 50
     fetch_budget_ms: int = 80
@@ -112,6 +118,11 @@ class Settings:
     def hubspot_redirect_uri(self) -> str | None:
         """Where HubSpot sends the browser back after an install."""
         return f"{self.public_url}/oauth/hubspot/callback" if self.public_url else None
+
+    @property
+    def pull_enabled(self) -> bool:
+        """Whether `GET /v1/blocks/...` answers: it needs an API key or a signing key."""
+        return bool(self.pull_api_keys or self.url_signing_keys)
 
     @property
     def platforms(self) -> tuple[str, ...]:
@@ -309,6 +320,12 @@ class _Reader:
             browser_rate_per_address=self.number("DCB_BROWSER_RATE_PER_ADDRESS", 600, 1, 1_000_000),
             browser_rate_per_browser=self.number("DCB_BROWSER_RATE_PER_BROWSER", 60, 1, 100_000),
             behind_proxy=self.flag("DCB_BEHIND_PROXY"),
+            pull_api_keys=_secrets(self.text("DCB_PULL_API_KEYS")),
+            url_signing_keys=_secrets(self.text("DCB_URL_SIGNING_KEY")),
+            pull_max_age=self.duration("DCB_PULL_MAX_AGE", timedelta(seconds=60)),
+            pull_cache_ttl=self.duration("DCB_PULL_CACHE_TTL", timedelta(minutes=5)),
+            pull_cache_size=self.number("DCB_PULL_CACHE_SIZE", 10_000, 1, 10_000_000),
+            pull_budget_ms=self.number("DCB_PULL_BUDGET_MS", 250, 1, 60_000),
             abandon_after=self.duration("DCB_ABANDON_AFTER", timedelta(minutes=30)),
             flush_ms=self.number("DCB_FLUSH_MS", 50, 0, 60_000),
             fetch_budget_ms=self.number("DCB_FETCH_BUDGET_MS", 80, 0, 10_000),
@@ -336,6 +353,7 @@ class _Reader:
             )
 
         self.check_site(settings)
+        self.check_pull(settings)
         if self.problems:
             raise SettingsError(self.problems)
         return settings
@@ -351,3 +369,22 @@ class _Reader:
             self.problems.append(
                 "DCB_PUBLISHABLE_KEY must differ from every DCB_EVENTS_API_KEY: it is public"
             )
+
+    def check_pull(self, settings: Settings) -> None:
+        shared = {k.value for k in settings.pull_api_keys} & {
+            k.value for k in settings.events_api_keys
+        }
+        if shared:
+            self.problems.append(
+                "DCB_PULL_API_KEYS must differ from DCB_EVENTS_API_KEY: a key that sends "
+                "events must not read decisions"
+            )
+        if {k.value for k in settings.pull_api_keys} & set(settings.publishable_keys):
+            self.problems.append(
+                "DCB_PULL_API_KEYS must differ from DCB_PUBLISHABLE_KEY: the publishable key is "
+                "public and must not read decisions"
+            )
+        if settings.pull_cache_ttl <= timedelta(0):
+            self.problems.append("DCB_PULL_CACHE_TTL must be longer than 0s")
+        if settings.pull_max_age > timedelta(days=365):
+            self.problems.append("DCB_PULL_MAX_AGE must be at most 365d")

@@ -66,7 +66,7 @@ def test_every_route_the_app_serves_is_declared(tmp_path: Path) -> None:
     service = build_service(Settings(data_dir=tmp_path), workers=0)
     try:
         served = {
-            (method, rule.rule)
+            (method, re.sub(r"<\w+:", "<", rule.rule))  # `<path:id>` is declared `<id>`
             for rule in service.app.url_map.iter_rules()
             if rule.endpoint != "static"
             for method in (rule.methods or set()) - {"HEAD", "OPTIONS"}
@@ -94,6 +94,12 @@ def test_declared_defaults_are_the_settings_defaults() -> None:
         loaded.setting("DCB_BROWSER_RATE_PER_BROWSER").default == defaults.browser_rate_per_browser
     )
     assert loaded.setting("DCB_IDENTITY_SECRET").secret
+    assert loaded.setting("DCB_PULL_CACHE_SIZE").default == defaults.pull_cache_size
+    assert loaded.setting("DCB_PULL_BUDGET_MS").default == defaults.pull_budget_ms
+    assert Settings.from_env(
+        {"DCB_PULL_MAX_AGE": str(loaded.setting("DCB_PULL_MAX_AGE").default),
+         "DCB_PULL_CACHE_TTL": str(loaded.setting("DCB_PULL_CACHE_TTL").default)}
+    ) == defaults
 
 
 def broken(edit: str, value: Any) -> dict[str, Any]:

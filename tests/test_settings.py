@@ -93,3 +93,22 @@ def test_site_snippet_problems_are_listed() -> None:
     assert "DCB_PUBLISHABLE_KEY must differ from every DCB_EVENTS_API_KEY" in text
     assert "DCB_SHOP_DOMAINS: expected a host name" in text
     assert "DCB_BROWSER_RATE_PER_BROWSER must be between" in text
+
+def test_pull_settings() -> None:
+    settings = Settings.from_env(
+        {"DCB_PULL_API_KEYS": "p1,p2", "DCB_URL_SIGNING_KEY": "s1", "DCB_PULL_MAX_AGE": "5m"}
+    )
+    assert [k.value for k in settings.pull_api_keys] == ["p1", "p2"]
+    assert settings.pull_enabled and settings.pull_max_age.total_seconds() == 300
+    assert "p1" not in repr(settings)
+    assert not Settings.from_env({}).pull_enabled
+
+
+def test_a_pull_key_may_not_be_an_events_key() -> None:
+    with pytest.raises(SettingsError) as info:
+        Settings.from_env(
+            {"DCB_PULL_API_KEYS": "k1", "DCB_EVENTS_API_KEY": "k0,k1", "DCB_PULL_CACHE_TTL": "0s"}
+        )
+    assert "DCB_PULL_API_KEYS must differ from DCB_EVENTS_API_KEY" in str(info.value)
+    assert "DCB_PULL_CACHE_TTL must be longer than 0s" in str(info.value)
+    assert "k1" not in str(info.value)

@@ -17,6 +17,9 @@ Layout, for the prefix `dcb` (`{a}` an account, `{p}` a platform, `{k}` a profil
     dcb:{a}:identities              hash identifier -> profile key
     dcb:{a}:links:{k}               set of the identifiers linked to profile k
     dcb:{a}:context:{k}             JSON context of profile k
+    dcb:{a}:context_version:{k}     counter raised whenever k's context changes or is erased
+    dcb:{a}:decision:{k}            JSON: k's cached pulled decision with its versions (a TTL)
+    dcb:context_changed             pub/sub channel: [account, profile key, version] per change
     dcb:{a}:lock:{n}                hash {owner, n}: who processes events touching n
     dcb:{a}:platforms               set of platforms with writes for the account
     dcb:{a}:pending:{p}:{k}         hash: the pending write of k on p
@@ -87,6 +90,11 @@ class RedisKeys:
         return f"{self.account(account)}:timer:{profile_key}"
 
     @property
+    def context_changed(self) -> str:
+        """Pub/sub channel: a hint, published by the scripts that change a context."""
+        return f"{self.prefix}:context_changed"
+
+    @property
     def accounts(self) -> str:
         return f"{self.prefix}:accounts"
 
@@ -123,6 +131,12 @@ class RedisKeys:
 
     def context(self, account: str, profile_key: str) -> str:
         return f"{self.account(account)}:context:{profile_key}"
+
+    def context_version(self, account: str, profile_key: str) -> str:
+        return f"{self.account(account)}:context_version:{profile_key}"
+
+    def decision(self, account: str, profile_key: str) -> str:
+        return f"{self.account(account)}:decision:{profile_key}"
 
     def lock(self, account: str, name: str) -> str:
         return f"{self.account(account)}:lock:{name}"

@@ -261,7 +261,11 @@ local function coalesce(w)
 end
 
 for _, u in ipairs(payload.updates) do
-  redis.call('SET', u.context_key, u.context)
+  if redis.call('GET', u.context_key) ~= u.context then
+    redis.call('SET', u.context_key, u.context)
+    local version = redis.call('INCR', u.version_key)
+    redis.call('PUBLISH', payload.changed, cjson.encode({u.account, u.key, version}))
+  end
   for _, name in ipairs(u.identifiers) do
     if redis.call('HSETNX', u.identities, name, u.key) == 1 then
       redis.call('SADD', u.links, name)
@@ -344,11 +348,14 @@ return 1
 
 ERASE = """
 local context, identities, links, key = KEYS[1], KEYS[2], KEYS[3], ARGV[1]
+local version_key, decision, account, changed = KEYS[4], KEYS[5], ARGV[2], ARGV[3]
 for _, name in ipairs(redis.call('SMEMBERS', links)) do
   if redis.call('HGET', identities, name) == key then redis.call('HDEL', identities, name) end
 end
-redis.call('DEL', context, links)
-for i = 2, #ARGV, 3 do
+redis.call('DEL', context, links, decision)
+local version = redis.call('INCR', version_key)
+redis.call('PUBLISH', changed, cjson.encode({account, key, version}))
+for i = 4, #ARGV, 3 do
   redis.call('DEL', ARGV[i], ARGV[i + 2])
   redis.call('ZREM', ARGV[i + 1], key)
 end

@@ -191,16 +191,21 @@ class RedisPipelineStore:
         raw = self.client.get(self.keys.context(account, profile_key))
         return None if raw is None else cast(dict[str, Any], json.loads(cast(bytes, raw)))
 
+    def context_version(self, account: str, profile_key: str) -> int:
+        raw = self.client.get(self.keys.context_version(account, profile_key))
+        return 0 if raw is None else int(cast(bytes, raw))
+
     def commit(self, updates: Sequence[ProfileUpdate], done: Sequence[str], now: float) -> None:
         """Save contexts, identity links and coalesced writes and settle `done`, in one
         script; raises `ClaimLost` (changing nothing) when an event of `done` is no longer
         held by the consumer that claimed it on this thread (or, for an event not claimed
         on this thread, by anyone)."""
+        k = self.keys
         payload = {
             "done": [self._done(entry_id) for entry_id in done],
             "updates": [self._update(u) for u in updates],
+            "changed": k.context_changed,
         }
-        k = self.keys
         status, entry_id = self._scripts.commit(
             [k.events, k.held, k.attempts], [self.group, repr(now), _dumps(payload)]
         )
@@ -228,8 +233,10 @@ class RedisPipelineStore:
     def _update(self, update: ProfileUpdate) -> dict[str, Any]:
         a, key = update.account, update.profile_key
         return {
+            "account": a,
             "key": key,
             "context_key": self.keys.context(a, key),
+            "version_key": self.keys.context_version(a, key),
             "context": _dumps(update.context),
             "identities": self.keys.identities(a),
             "links": self.keys.links(a, key),
@@ -256,12 +263,13 @@ class RedisPipelineStore:
         platforms = sorted(
             _text(p) for p in cast(set[Any], self.client.smembers(k.platforms(account)))
         )
-        args: list[str] = [profile_key]
+        args: list[str] = [profile_key, account, k.context_changed]
         for p in platforms:
             args += [k.pending(account, p, profile_key), k.due(account, p),
                      k.written(account, p, profile_key)]  # fmt: skip
         self._scripts.erase(
-            [k.context(account, profile_key), k.identities(account), k.links(account, profile_key)],
+            [k.context(account, profile_key), k.identities(account), k.links(account, profile_key),
+             k.context_version(account, profile_key), k.decision(account, profile_key)],
             args,
         )
 

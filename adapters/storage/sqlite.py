@@ -218,6 +218,17 @@ class SqlitePipelineStore:
         )
         return json.loads(row[0]) if row else None
 
+    def context_version(self, account: str, profile_key: str) -> int:
+        row = (
+            self._connection()
+            .execute(
+                "SELECT version FROM context_versions WHERE account = ? AND profile_key = ?",
+                (account, profile_key),
+            )
+            .fetchone()
+        )
+        return int(row[0]) if row else 0
+
     def commit(self, updates: Sequence[ProfileUpdate], done: Sequence[str], now: float) -> None:
         with self._transaction() as db:
             for update in updates:
@@ -229,11 +240,14 @@ class SqlitePipelineStore:
     @staticmethod
     def _save_profile(db: sqlite3.Connection, update: ProfileUpdate, now: float) -> None:
         account, key = update.account, update.profile_key
-        db.execute(
+        changed = db.execute(
             "INSERT INTO contexts (account, profile_key, context) VALUES (?, ?, ?) "
-            "ON CONFLICT (account, profile_key) DO UPDATE SET context = excluded.context",
+            "ON CONFLICT (account, profile_key) DO UPDATE SET context = excluded.context "
+            "WHERE contexts.context IS NOT excluded.context RETURNING 1",
             (account, key, _dumps(update.context)),
-        )
+        ).fetchone()
+        if changed is not None:
+            _bump_context_version(db, account, key)
         db.executemany(
             "INSERT OR IGNORE INTO identities (account, identifier, profile_key) VALUES (?, ?, ?)",
             [(account, f"{kind}:{value}", key) for kind, value in update.identifiers.items()],
@@ -257,11 +271,12 @@ class SqlitePipelineStore:
     def erase(self, account: str, profile_key: str) -> None:
         """Forget a profile: its context, identity links, pending and written properties."""
         with self._transaction() as db:
-            for table in ("contexts", "identities", "pending", "written"):
+            for table in ("contexts", "identities", "pending", "written", "decisions"):
                 db.execute(
                     f"DELETE FROM {table} WHERE account = ? AND profile_key = ?",
                     (account, profile_key),
                 )
+            _bump_context_version(db, account, profile_key)
 
     # --- delivery -------------------------------------------------------------------------
 
@@ -460,6 +475,14 @@ class SqlitePipelineStore:
         ):
             accounts.setdefault(account, {})["dead_letters"] = count
         return {"store": "sqlite", "path": self.path, "accounts": accounts}
+
+
+def _bump_context_version(db: sqlite3.Connection, account: str, key: str) -> None:
+    db.execute(
+        "INSERT INTO context_versions (account, profile_key, version) VALUES (?, ?, 1) "
+        "ON CONFLICT (account, profile_key) DO UPDATE SET version = version + 1",
+        (account, key),
+    )
 
 
 def _coalesce(

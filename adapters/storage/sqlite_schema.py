@@ -5,7 +5,9 @@ from __future__ import annotations
 import sqlite3
 
 #: Bump when the tables change; `migrate` refuses a database from a newer version.
-SCHEMA_VERSION = 1
+#: 2: `context_versions` and the decision cache `decisions` (an older connector would
+#: commit contexts without raising their versions, so cached decisions would go stale).
+SCHEMA_VERSION = 2
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -38,6 +40,22 @@ CREATE TABLE IF NOT EXISTS contexts (
     context TEXT NOT NULL,
     PRIMARY KEY (account, profile_key)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS context_versions (
+    account TEXT NOT NULL,
+    profile_key TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    PRIMARY KEY (account, profile_key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS decisions (
+    account TEXT NOT NULL,
+    profile_key TEXT NOT NULL,
+    context_version INTEGER NOT NULL,
+    rules_version TEXT NOT NULL,
+    stored_at REAL NOT NULL,
+    decision TEXT NOT NULL,
+    PRIMARY KEY (account, profile_key)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS decisions_age ON decisions (stored_at);
 CREATE TABLE IF NOT EXISTS pending (
     account TEXT NOT NULL,
     platform TEXT NOT NULL,
@@ -116,15 +134,18 @@ def connect(path: str) -> sqlite3.Connection:
 
 
 def migrate(connection: sqlite3.Connection) -> None:
-    """Create the tables, or check that an existing database is one we can read."""
+    """Create the tables (an older database gains the ones it lacks), or refuse a database
+    from a newer version; raises `SchemaError`."""
     connection.executescript(SCHEMA)
     row = connection.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-    if row is None:
-        connection.execute(
-            "INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
-        )
-    elif int(row[0]) > SCHEMA_VERSION:
+    if row is not None and int(row[0]) > SCHEMA_VERSION:
         raise SchemaError(
             f"the data directory was written by a newer dcb-connector (schema {row[0]}, "
             f"this version reads {SCHEMA_VERSION})"
+        )
+    if row is None or int(row[0]) < SCHEMA_VERSION:
+        connection.execute(
+            "INSERT INTO meta (key, value) VALUES ('schema_version', ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (str(SCHEMA_VERSION),),
         )

@@ -1,4 +1,5 @@
-"""`dcb blocks list` and `dcb blocks render NAME --params JSON [--event FILE]`.
+"""`dcb blocks list`, `dcb blocks render NAME --params JSON [--event FILE]` and
+`dcb blocks url PLATFORM PROFILE_ID [--ttl 1h] [--cdn]` (a signed pull URL).
 
 Also home of what `dcb simulate` shares: loading the block library (shipped blocks plus
 `--blocks` or DCB_BLOCKS_DIR) and reading JSON files with errors that name the file.
@@ -10,6 +11,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,14 @@ from typing import Any
 from blocks.loading import BlockLibrary, load_library
 from connector.core.catalogue import CatalogueError
 from connector.core.documents import DocumentError
+from connector.core.durations import parse_duration
 from connector.core.events import Event, EventError, parse_event
+from connector.core.lookup import PullError, profile_identifiers
+from connector.settings import Settings, SettingsError
+from webhooks.signed_urls import sign_path
+
+#: The longest a signed URL may live: a leaked URL must stop working some day.
+MAX_URL_TTL_SECONDS = 366 * 86400
 
 
 class InputError(Exception):
@@ -38,6 +47,21 @@ def register(subparsers: Any) -> None:
     render.add_argument("--json", action="store_true", help="print one JSON document")
     render.add_argument("--blocks", type=Path, default=None, help="extra blocks folder")
     render.set_defaults(func=run_render)
+    url = actions.add_parser(
+        "url", help="a signed, expiring URL of a profile's current block (DCB_URL_SIGNING_KEY)"
+    )
+    url.add_argument("platform", metavar="PLATFORM", help="hubspot or klaviyo")
+    url.add_argument(
+        "profile_id",
+        metavar="PROFILE_ID",
+        help="the platform's id, an email, or kind:value (e.g. external_id:u-42)",
+    )
+    url.add_argument("--ttl", default="1h", help="how long it stays valid (default 1h)")
+    url.add_argument("--cdn", action="store_true", help="let CDNs cache it (public, Surrogate-Key)")
+    url.add_argument("--format", choices=("json", "html", "text"), default=None)
+    url.add_argument("--account", default="default", help="the account (default: default)")
+    url.add_argument("--base", default=None, help="base URL (default DCB_PUBLIC_URL)")
+    url.set_defaults(func=run_url)
 
 
 def library_for(blocks_dir: Path | None) -> BlockLibrary:
@@ -137,3 +161,38 @@ def print_outputs(values: Any, prefix: str = "") -> None:
                 print(f"{prefix}  {line}")
         else:
             print(f"{prefix}{name}: {value}")
+
+
+def run_url(args: argparse.Namespace) -> int:
+    """Print a signed URL of `GET /v1/blocks/PLATFORM/ACCOUNT/PROFILE_ID`."""
+    try:
+        settings = Settings.from_env(os.environ)
+    except SettingsError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    if not settings.url_signing_keys:
+        print("set DCB_URL_SIGNING_KEY to sign URLs (the connector needs the same key)",
+              file=sys.stderr)  # fmt: skip
+        return 1
+    try:
+        ttl = parse_duration(args.ttl).total_seconds()
+    except ValueError as exc:
+        print(f"--ttl: {exc}", file=sys.stderr)
+        return 1
+    try:
+        profile_identifiers(args.platform, args.profile_id)
+    except PullError as exc:
+        print(f"{args.platform} {args.profile_id}: {exc.message}", file=sys.stderr)
+        return 1
+    if not 0 < ttl <= MAX_URL_TTL_SECONDS:
+        print("--ttl: must be longer than 0s and at most 366d", file=sys.stderr)
+        return 1
+    expires = int(time.time() + ttl)
+    path = f"/v1/blocks/{args.platform}/{args.account}/{args.profile_id}"
+    key = settings.url_signing_keys[0].value
+    signed = sign_path(path, key=key, expires=expires, cdn=args.cdn)
+    if args.format:
+        signed += f"&format={args.format}"
+    base = args.base or settings.public_url or "http://127.0.0.1:8080"
+    print(base.rstrip("/") + signed)
+    return 0

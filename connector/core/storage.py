@@ -11,6 +11,8 @@ Two adapters implement it: the embedded SQLite store (`adapters/storage/sqlite`)
   the events that produced them in one atomic step, so a crash never leaves half of it.
 - Pending writes are keyed by (account, platform, profile): only the latest property set
   waits, and `take_due` / `settle` drive delivery, with retries and a dead-letter queue.
+- `context_version` is a cheap counter per profile, raised by every commit that changes the
+  profile's context and by `erase`, never lowered: what a cache of decisions keys on.
 """
 
 from __future__ import annotations
@@ -141,6 +143,12 @@ class PipelineStore(Protocol):
         ...
 
     def load_context(self, account: str, profile_key: str) -> dict[str, Any] | None: ...
+
+    def context_version(self, account: str, profile_key: str) -> int:
+        """A counter raised whenever the profile's context changes (a commit that stores a
+        different context, or `erase`); 0 for a profile never seen. Never goes back, so a
+        value seen once names one context for good."""
+        ...
 
     def commit(self, updates: Sequence[ProfileUpdate], done: Sequence[str], now: float) -> None:
         """Atomically save contexts, identity links and writes, and remove the settled events

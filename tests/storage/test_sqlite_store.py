@@ -3,12 +3,14 @@ restart reclaim, and reopening its file."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from adapters.storage.sqlite import LEASE_SECONDS, SqlitePipelineStore
+from adapters.storage.sqlite_schema import SCHEMA_VERSION, SchemaError
 from connector.core.storage import Settlement, Timer
 from tests.storage.test_store_contract import T, decide, inbound, send, waiting
 
@@ -77,3 +79,40 @@ def test_an_armed_timer_survives_a_restart(tmp_path: Path) -> None:
     assert second.fire_timers(T + 61) == 1
     assert [c.event["type"] for c in second.claim("w", 10, T + 61)] == ["cart_abandoned"]
     second.close()
+
+
+def test_a_database_of_schema_1_gains_the_version_and_cache_tables(tmp_path: Path) -> None:
+    path = tmp_path / "dcb.sqlite3"
+    old = SqlitePipelineStore(path)
+    decide(old, "one")
+    old.close()
+    db = sqlite3.connect(path)
+    db.execute("DROP TABLE context_versions")
+    db.execute("DROP TABLE decisions")
+    db.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    db.commit()
+    db.close()
+    reopened = SqlitePipelineStore(path)
+    try:
+        assert reopened.context_version("default", "email:a@x.y") == 0
+        decide(reopened, "two")
+        assert reopened.context_version("default", "email:a@x.y") == 1
+        row = (
+            reopened._connection()
+            .execute("SELECT value FROM meta WHERE key = 'schema_version'")
+            .fetchone()
+        )
+        assert row[0] == str(SCHEMA_VERSION)
+    finally:
+        reopened.close()
+
+
+def test_a_database_of_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "dcb.sqlite3"
+    SqlitePipelineStore(path).close()
+    db = sqlite3.connect(path)
+    db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (SCHEMA_VERSION + 1,))
+    db.commit()
+    db.close()
+    with pytest.raises(SchemaError, match="newer dcb-connector"):
+        SqlitePipelineStore(path)

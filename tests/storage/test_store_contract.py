@@ -237,3 +237,33 @@ def test_a_published_runtime_report_shows_in_status(store: Store) -> None:
     account = store.status(T + 1)["accounts"]["default"]
     assert account["last_errors"]["hubspot"].startswith("429 TEN_SECONDLY_ROLLING (retry,")
     assert account["paused"] == {}
+
+
+def test_the_context_version_rises_with_every_change_of_the_context_and_erase(
+    store: Store,
+) -> None:
+    key = "email:a@x.y"
+    assert store.context_version("default", key) == 0  # never seen
+    decide(store, "one")
+    first = store.context_version("default", key)
+    assert first > 0
+    decide(store, "one", T + 1)  # the same context again: nothing changed
+    assert store.context_version("default", key) == first
+    decide(store, "two", T + 2)
+    second = store.context_version("default", key)
+    assert second > first
+    store.erase("default", key)
+    erased = store.context_version("default", key)
+    assert erased > second  # a cached decision for the erased context is stale at once
+    decide(store, "one", T + 3)  # a context like the first again gets a new version
+    assert store.context_version("default", key) > erased
+
+
+def test_a_profile_s_context_version_is_its_own(store: Store) -> None:
+    decide(store, "one")
+    other = ProfileUpdate("default", "email:b@x.y", {"block": "x"}, [], {"email": "b@x.y"})
+    before = store.context_version("default", "email:a@x.y")
+    store.commit([other], [], T + 1)
+    assert store.context_version("default", "email:a@x.y") == before
+    assert store.context_version("default", "email:b@x.y") > 0
+    assert store.context_version("shop2", "email:a@x.y") == 0

@@ -74,6 +74,8 @@ def start(data: Path, **env: str) -> Site:
             "DCB_PUBLISHABLE_KEY": f"{KEY},{OLD_KEY}",
             "DCB_ALLOWED_ORIGINS": f"{SHOP},http://127.0.0.1:8000",
             "DCB_IDENTITY_SECRET": IDENTITY_SECRET,
+            "DCB_PULL_API_KEYS": "pull-key",  # the pull endpoint is on, and refuses KEY
+            "DCB_URL_SIGNING_KEY": "url-signing-key",
             **env,
         }
     )
