@@ -72,6 +72,8 @@ class Processor:
     clock: Callable[[], datetime]
     consumer: str = "processor"
     abandon_after: timedelta = DEFAULT_ABANDON_AFTER  # the account's; a rule set's wins
+    #: An account's own window, when it has one (else `abandon_after`).
+    abandon_after_for: Callable[[str], timedelta | None] = field(default=lambda _account: None)
     on_decided: Callable[[Decided], None] = field(default=lambda _outcome: None)
 
     def run_once(self, limit: int = 200) -> int:
@@ -119,7 +121,8 @@ class Processor:
     ) -> None:
         """Arm, re-arm or disarm the profile's abandonment timer. Done before the commit
         that settles these events: a crash in between only repeats the same change."""
-        change = timer_for(events, context, ruleset.abandon_after or self.abandon_after)
+        window = ruleset.abandon_after or self.abandon_after_for(account) or self.abandon_after
+        change = timer_for(events, context, window)
         if isinstance(change, Arm):
             timer = Timer(
                 change.fire_at.timestamp(), str(change.event["event_id"]), change.event, platforms
@@ -177,7 +180,11 @@ class Processor:
         if "last_event" not in context:
             log.info("nothing to decide for %s: no context (erased?)", key)
             return None
-        ruleset = self.ruleset_for(account)
+        try:
+            ruleset = self.ruleset_for(account)
+        except KeyError:  # queued before the account was removed from the configuration
+            log.error("dropping events of account %s: it is not configured", account)
+            return None
         platforms = sorted({p for item in items for p in item.platforms})
         self._rearm(account, key, events, context, tuple(platforms), ruleset)
         event = parse_event(context["last_event"], received_at=now)
