@@ -222,6 +222,12 @@ def provision(clients: Mapping[str, Clients]) -> dict[str, dict[str, ProvisionRe
     return reports
 
 
+def token_source(settings: Settings) -> TokenSource | None:
+    """The encrypted token store, for credentials `dcb.toml` keeps there
+    (`access_token = { store = "oauth" }`); None while no store is wired in."""
+    return None
+
+
 def accounts_of(settings: Settings) -> Accounts:
     """The accounts the settings describe: `DCB_CONFIG`'s file (its references resolved in
     this process's environment) or the implicit account. Raises `SettingsError`."""
@@ -250,6 +256,7 @@ def build_service(
     """
     rt = runtime or Runtime()
     group = accounts if accounts is not None else accounts_of(settings)
+    tokens = tokens if tokens is not None else token_source(settings)
     library, fallback = load_rules(settings)
     rulesets = _rulesets(group, library, {settings.rules: fallback})
     windows = {a.name: a.settings.abandon_after for a in group}

@@ -33,11 +33,16 @@ class Problems:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.items: list[str] = []
+        self._found: list[tuple[int, str]] = []
 
     def add(self, line: int, message: str) -> None:
         where = f"{self.path}:{line}" if line else str(self.path)
-        self.items.append(f"{where}: {message}")
+        self._found.append((line, f"{where}: {message}"))
+
+    @property
+    def items(self) -> list[str]:
+        """Every problem, in line order."""
+        return [text for _, text in sorted(self._found, key=lambda found: found[0])]
 
 
 @dataclass

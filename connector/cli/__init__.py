@@ -11,6 +11,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from connector.cli import accounts as accounts_command
 from connector.cli import blocks as blocks_command
 from connector.cli import install as install_command
 from connector.cli import ops as ops_command
@@ -28,6 +29,7 @@ COMMANDS = [
     scale_command,
     ops_command,
     install_command,
+    accounts_command,
 ]
 
 
