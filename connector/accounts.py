@@ -389,14 +389,17 @@ def _check_together(
             for s in (app_secrets if field_name == "hubspot_client_secrets" else ())
         }
         for account in members:
-            for secret in getattr(account.settings, field_name):
-                other = owners.setdefault(secret.value, account.name)
-                if other != account.name:
-                    problems.add(
-                        _line(account),
-                        f"the same {what} serves {other!r} and {account.name!r}: each account "
-                        "needs its own (the secret decides which account a request is for)",
-                    )
+            clashes = {
+                other
+                for secret in getattr(account.settings, field_name)
+                if (other := owners.setdefault(secret.value, account.name)) != account.name
+            }
+            for other in sorted(clashes):
+                problems.add(
+                    _line(account),
+                    f"the same {what} serves {other!r} and {account.name!r}: each account "
+                    "needs its own (the secret decides which account a request is for)",
+                )
 
 
 def _line(account: Account) -> int:
