@@ -1,6 +1,8 @@
-"""The Flask app: raw bytes -> verify -> parse -> enqueue -> 2xx. No business logic.
+"""The Flask app: raw bytes -> verify -> parse -> route -> enqueue -> 2xx. No business logic.
 
-`create_app` takes every endpoint already wired (its verification and parser, built by
+Verification names the account the request is for; routing hands each account its events
+(403 when none is for an account the request may touch). `create_app` takes every
+endpoint already wired (its verification, parser and routing, built by
 the composition root), the `Intake` that queues what they parse, and readiness and metrics
 callables. Every refused request is one log line with its reason, never a traceback; the
 response body says only what the sender may know (never which check failed).
