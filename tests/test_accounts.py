@@ -228,3 +228,34 @@ def test_list_shows_where_each_account_comes_from(tmp_path: Path) -> None:
     assert "requests verified by: Klaviyo flow token" in text
     assert "abandon after 45m" in text
     assert all(secret not in text for secret in ("pat-1", "s1", "pk_2", "f2a"))
+
+
+def test_accounts_test_gives_a_verdict_per_platform(tmp_path: Path) -> None:
+    from connector.bootstrap import Runtime
+    from connector.cli.accounts import test_account
+    from tests.fakes.fake_hubspot import FakeHubSpotApi
+
+    with FakeHubSpotApi("pat-good") as hubspot:
+        path = write(tmp_path, f"""
+            [[accounts]]
+            name = "good"
+            platform = "hubspot"
+            access_token = {{ env = "GOOD" }}
+            api_url = "{hubspot.base_url}"
+
+            [[accounts]]
+            name = "bad"
+            platform = "hubspot"
+            access_token = {{ env = "BAD" }}
+            api_url = "{hubspot.base_url}"
+        """)  # fmt: skip
+        env = {"DCB_CONFIG": str(path), "GOOD": "pat-good", "BAD": "pat-wrong"}
+        out, err = io.StringIO(), io.StringIO()
+        assert test_account("good", env, Runtime(), out, err) == 0
+        assert out.getvalue().startswith("good/hubspot: ok, the credentials work (created")
+        out = io.StringIO()
+        assert test_account("bad", env, Runtime(), out, err) == 1
+        assert out.getvalue().startswith("bad/hubspot: FAILED: group dcb: 401")
+        assert "pat-wrong" not in out.getvalue()
+        assert test_account("nobody", env, Runtime(), out, err) == 1
+        assert "no account 'nobody' (known: good, bad)" in err.getvalue()
