@@ -38,18 +38,5 @@ def test_the_documented_rule_set_checks_and_simulates(
     assert "rule big-cart matched first" in out
     profile = tmp_path / "returning.json"
     profile.write_text('{"is_new": false, "purchases_90d": 4}', "utf-8")
-    assert (
-        main(
-            [
-                "simulate",
-                event,
-                "--rules",
-                str(rules),
-                "--profile",
-                str(profile),
-                "--now",
-                "2026-11-29T10:00:00Z",
-            ]
-        )
-        == 0
-    )
+    assert main(["simulate", event, "--rules", str(rules), "--profile", str(profile),
+                 "--now", "2026-11-29T10:00:00Z"]) == 0

@@ -38,10 +38,7 @@ def _memory() -> Iterator[Harness]:
         return next(p.properties for p in client.profiles.values() if p.email == email)
 
     yield Harness(
-        client,
-        client.add_profile,
-        lambda pid: ProfileRef(hubspot_id=pid),
-        props,
+        client, client.add_profile, lambda pid: ProfileRef(hubspot_id=pid), props,
         lambda s: client.script(Fault("throttle", retry_after=s)),
         lambda: client.script(Fault("fail")),
     )
@@ -50,9 +47,8 @@ def _memory() -> Iterator[Harness]:
 def _klaviyo() -> Iterator[Harness]:
     with fake_klaviyo.FakeKlaviyoApi() as api:
         gate = klaviyo_throttle(Pauses(time.monotonic), time.sleep, time.monotonic)
-        client = KlaviyoClient(
-            "pk_test", base_url=api.base_url, gate=gate, sleep=time.sleep, timeout=5.0
-        )
+        client = KlaviyoClient("pk_test", base_url=api.base_url, gate=gate, sleep=time.sleep,
+                               timeout=5.0)
 
         def props(email: str) -> dict[str, str]:
             profile = api.by_email(email)
@@ -60,10 +56,8 @@ def _klaviyo() -> Iterator[Harness]:
             return dict(profile.properties)
 
         yield Harness(
-            client,
-            lambda email: api.add_profile(email=email),
-            lambda pid: ProfileRef(klaviyo_id=pid),
-            props,
+            client, lambda email: api.add_profile(email=email),
+            lambda pid: ProfileRef(klaviyo_id=pid), props,
             lambda s: api.script(HttpFault(reply=fake_klaviyo.throttled(s))),
             lambda: api.script(HttpFault(reply=fake_klaviyo.error(503, "error", "Down", "x"))),
         )
@@ -74,13 +68,8 @@ def _hubspot() -> Iterator[Harness]:
     with fake_hubspot.FakeHubSpotApi() as api:
         api.define_dcb_properties()
         gate = hubspot_throttle(Pauses(time.monotonic), time.sleep, time.monotonic)
-        client = HubSpotClient(
-            "pat-test",
-            base_url=api.base_url,
-            gate=gate,
-            timeout=5.0,
-            schema=load_manifest().property_schema,
-        )
+        client = HubSpotClient("pat-test", base_url=api.base_url, gate=gate, timeout=5.0,
+                               schema=load_manifest().property_schema)
 
         def props(email: str) -> dict[str, str]:
             contact = api.by_email(email)
@@ -88,13 +77,10 @@ def _hubspot() -> Iterator[Harness]:
             return {k: v for k, v in contact.properties.items() if k.startswith("dcb_")}
 
         yield Harness(
-            client,
-            lambda email: api.add_contact(email),
-            lambda pid: ProfileRef(hubspot_id=pid),
-            props,
-            lambda s: api.script(
-                HttpFault(reply=fake_hubspot.rate_limited("TEN_SECONDLY_ROLLING", s))
-            ),
+            client, lambda email: api.add_contact(email),
+            lambda pid: ProfileRef(hubspot_id=pid), props,
+            lambda s: api.script(HttpFault(
+                reply=fake_hubspot.rate_limited("TEN_SECONDLY_ROLLING", s))),
             lambda: api.script(HttpFault(reply=Reply(503, {"status": "error", "message": "x"}))),
         )
 
@@ -110,18 +96,11 @@ def _write(key: str, ref: ProfileRef, **properties: str) -> ProfileWrite:
 
 
 def test_an_unknown_email_creates_the_profile(harness: Harness) -> None:
-    (outcome,) = harness.client.write(
-        [
-            _write(
-                "k", ProfileRef(email="new@example.com"), dcb_block="welcome", dcb_html="<b>hi</b>"
-            )
-        ]
-    )
+    (outcome,) = harness.client.write([_write("k", ProfileRef(email="new@example.com"),
+                                              dcb_block="welcome", dcb_html="<b>hi</b>")])
     assert outcome.status is WriteStatus.WRITTEN and outcome.key == "k"
-    assert harness.properties_of("new@example.com") == {
-        "dcb_block": "welcome",
-        "dcb_html": "<b>hi</b>",
-    }
+    assert harness.properties_of("new@example.com") == {"dcb_block": "welcome",
+                                                         "dcb_html": "<b>hi</b>"}
 
 
 def test_a_known_email_is_updated(harness: Harness) -> None:
@@ -145,15 +124,11 @@ def test_a_vanished_profile_is_skipped(harness: Harness) -> None:
 
 
 def test_an_invalid_email_is_fatal_and_the_rest_written(harness: Harness) -> None:
-    writes = [
-        _write("bad", ProfileRef(email="not-an-email")),
-        _write("good", ProfileRef(email="good@example.com")),
-    ]
+    writes = [_write("bad", ProfileRef(email="not-an-email")),
+              _write("good", ProfileRef(email="good@example.com"))]
     outcomes = harness.client.write(writes)
     assert [(o.key, o.status) for o in outcomes] == [
-        ("bad", WriteStatus.FATAL),
-        ("good", WriteStatus.WRITTEN),
-    ]
+        ("bad", WriteStatus.FATAL), ("good", WriteStatus.WRITTEN)]
     assert "not-an-email" not in outcomes[0].reason
 
 

@@ -41,26 +41,17 @@ def rig() -> Iterator[Rig]:
         api.define_dcb_properties()
         pauses = Pauses(clock)
         gate = hubspot_throttle(pauses, clock.sleep, clock)
-        client = HubSpotClient(
-            "pat-test", base_url=api.base_url, gate=gate, timeout=0.5, clock=clock, schema=SCHEMA
-        )
-        deliverer = Deliverer(
-            client,
-            pauses,
-            sleep=clock.sleep,
-            random=random.Random(1).random,
-            policy=RetryPolicy(max_attempts=4, max_pause=600),
-        )
+        client = HubSpotClient("pat-test", base_url=api.base_url, gate=gate, timeout=0.5,
+                               clock=clock, schema=SCHEMA)
+        deliverer = Deliverer(client, pauses, sleep=clock.sleep,
+                              random=random.Random(1).random,
+                              policy=RetryPolicy(max_attempts=4, max_pause=600))
         yield Rig(api, client, deliverer, clock)
 
 
 def _by_email(n: int, **properties: str) -> list[ProfileWrite]:
-    return [
-        ProfileWrite(
-            f"k{i}", ProfileRef(email=f"c{i}@example.com"), properties or {"dcb_block": f"b{i}"}
-        )
-        for i in range(n)
-    ]
+    return [ProfileWrite(f"k{i}", ProfileRef(email=f"c{i}@example.com"),
+                         properties or {"dcb_block": f"b{i}"}) for i in range(n)]
 
 
 def test_429_storm_writes_each_contact_once_and_never_calls_in_a_pause(rig: Rig) -> None:
@@ -69,19 +60,15 @@ def test_429_storm_writes_each_contact_once_and_never_calls_in_a_pause(rig: Rig)
     assert {o.status for o in outcomes} == {WriteStatus.WRITTEN}
     assert rig.api.calls_during_pause == 0
     assert sorted(c.writes for c in rig.api.contacts.values()) == [1] * 250
-    assert all(
-        c.properties["dcb_block"] == f"b{c.properties['email'][1:].split('@')[0]}"
-        for c in rig.api.contacts.values()
-    )
+    assert all(c.properties["dcb_block"] == f"b{c.properties['email'][1:].split('@')[0]}"
+               for c in rig.api.contacts.values())
 
 
 def test_a_207_retries_only_the_failed_records(rig: Rig) -> None:
     ids = [rig.api.add_contact(f"c{i}@example.com") for i in range(5)]
     rig.api.fail_records({ids[2]})
-    writes = [
-        ProfileWrite(f"k{i}", ProfileRef(hubspot_id=cid), {"dcb_block": "x"})
-        for i, cid in enumerate(ids)
-    ]
+    writes = [ProfileWrite(f"k{i}", ProfileRef(hubspot_id=cid), {"dcb_block": "x"})
+              for i, cid in enumerate(ids)]
     outcomes = rig.deliverer.deliver(writes)
     assert {o.status for o in outcomes} == {WriteStatus.WRITTEN}
     first, second = rig.api.batch_calls()
@@ -91,9 +78,7 @@ def test_a_207_retries_only_the_failed_records(rig: Rig) -> None:
 
 def test_a_400_batch_is_split_until_the_bad_record_is_alone(rig: Rig) -> None:
     writes = _by_email(16)
-    writes[11] = ProfileWrite(
-        "bad", ProfileRef(email="c11@example.com"), {"dcb_html": "x" * 70_000}
-    )
+    writes[11] = ProfileWrite("bad", ProfileRef(email="c11@example.com"), {"dcb_html": "x" * 70_000})
     outcomes = rig.client.write(writes)
     assert [o.key for o in outcomes if o.status is WriteStatus.FATAL] == ["bad"]
     assert sum(o.status is WriteStatus.WRITTEN for o in outcomes) == 15
@@ -117,12 +102,8 @@ def test_properties_deleted_in_hubspot_are_created_again_and_the_batch_resent(ri
 
 
 def test_a_2xx_with_neither_results_nor_errors_is_a_failure(rig: Rig) -> None:
-    empty = {
-        "status": "COMPLETE",
-        "results": [],
-        "startedAt": "2026-01-01T00:00:00Z",
-        "completedAt": "2026-01-01T00:00:00Z",
-    }
+    empty = {"status": "COMPLETE", "results": [], "startedAt": "2026-01-01T00:00:00Z",
+             "completedAt": "2026-01-01T00:00:00Z"}
     rig.api.script(Fault(reply=Reply(200, empty)))
     (outcome,) = rig.client.write(_by_email(1))
     assert outcome.status is WriteStatus.RETRY and not outcome.throttled
@@ -168,10 +149,7 @@ def test_locked_and_477_are_retried() -> None:
 
 
 def test_error_reasons_carry_no_token_or_email() -> None:
-    body = {
-        "status": "error",
-        "message": "bad contact ada@example.com with Bearer pat-na1-abcdef123",
-    }
+    body = {"status": "error", "message": "bad contact ada@example.com with Bearer pat-na1-abcdef123"}
     reason = classify_status(400, {}, body, now=0.0, tz=UTC).reason
     assert "ada@example.com" not in reason and "abcdef123" not in reason
 
@@ -179,13 +157,11 @@ def test_error_reasons_carry_no_token_or_email() -> None:
 def test_the_gate_keeps_the_client_inside_the_ten_second_window(rig: Rig) -> None:
     rig.api.limit_per_10s = 5
     gate = hubspot_throttle(Pauses(rig.clock), rig.clock.sleep, rig.clock, limit_per_10s=5)
-    client = HubSpotClient(
-        "pat-test", base_url=rig.api.base_url, gate=gate, clock=rig.clock, schema=SCHEMA
-    )
+    client = HubSpotClient("pat-test", base_url=rig.api.base_url, gate=gate, clock=rig.clock,
+                           schema=SCHEMA)
     for i in range(12):
-        (outcome,) = client.write(
-            [ProfileWrite("k", ProfileRef(email=f"w{i}@example.com"), {"dcb_block": "x"})]
-        )
+        (outcome,) = client.write([ProfileWrite("k", ProfileRef(email=f"w{i}@example.com"),
+                                                {"dcb_block": "x"})])
         assert outcome.status is WriteStatus.WRITTEN
     assert rig.clock.now - 1_800_000_000.0 >= 20.0
 
@@ -193,9 +169,8 @@ def test_the_gate_keeps_the_client_inside_the_ten_second_window(rig: Rig) -> Non
 def test_the_fake_enforces_the_rolling_window(rig: Rig) -> None:
     rig.api.limit_per_10s = 2
     gate = hubspot_throttle(Pauses(rig.clock), rig.clock.sleep, rig.clock, limit_per_10s=50)
-    client = HubSpotClient(
-        "pat-test", base_url=rig.api.base_url, gate=gate, clock=rig.clock, schema=SCHEMA
-    )
+    client = HubSpotClient("pat-test", base_url=rig.api.base_url, gate=gate, clock=rig.clock,
+                           schema=SCHEMA)
     outcomes = [client.write(_by_email(1))[0] for _ in range(3)]
     assert [o.throttled for o in outcomes] == [False, False, True]
 
@@ -204,9 +179,8 @@ def test_provisioning_is_idempotent_and_reports_a_wrong_type() -> None:
     clock = FakeClock()
     with FakeHubSpotApi(clock=clock) as api:
         gate = hubspot_throttle(Pauses(clock), clock.sleep, clock)
-        client = HubSpotClient(
-            "pat-test", base_url=api.base_url, gate=gate, clock=clock, schema=SCHEMA
-        )
+        client = HubSpotClient("pat-test", base_url=api.base_url, gate=gate, clock=clock,
+                               schema=SCHEMA)
         first = client.provision()
         assert "group dcb" in first.created and len(first.created) == 14
         assert api.definitions["dcb_html"]["fieldType"] == "html"

@@ -80,16 +80,14 @@ def test_documented_batch_with_an_echo_of_our_own_write() -> None:
 
 def test_a_retry_keeps_the_dedup_key() -> None:
     first = only_event(app(notification(propertyName="city", propertyValue="Oslo")))
-    retry = only_event(
-        app(notification(propertyName="city", propertyValue="Oslo", attemptNumber=3))
-    )
+    retry = only_event(app(notification(propertyName="city", propertyValue="Oslo",
+                                        attemptNumber=3)))
     assert first.event_id == retry.event_id
 
 
 def test_dedup_key_names_every_part() -> None:
-    other_portal = only_event(
-        app(notification(propertyName="city", propertyValue="x", portalId=34))
-    )
+    other_portal = only_event(app(notification(propertyName="city", propertyValue="x",
+                                               portalId=34)))
     assert other_portal.event_id == "hubspot:34:25:100:1796119200000"
 
 
@@ -97,9 +95,8 @@ def test_mapped_property_becomes_its_event_type() -> None:
     cart = only_event(app(notification(propertyName="cart_value", propertyValue="212.50")))
     assert cart.type is EventType.CART_UPDATED
     assert cart.properties == {"cart_value": 212.5}
-    order = only_event(
-        app(notification(propertyName="last_order_date", propertyValue="1796083200000"))
-    )
+    order = only_event(app(notification(propertyName="last_order_date",
+                                        propertyValue="1796083200000")))
     assert order.type is EventType.ORDER_PLACED
     assert order.properties == {"last_order_date": "1796083200000"}
     assert_canonical(cart)
@@ -108,16 +105,11 @@ def test_mapped_property_becomes_its_event_type() -> None:
 
 def test_the_mapping_is_the_accounts() -> None:
     mapping = {"abandoned_cart_total": PropertyEvent(EventType.CART_UPDATED, "cart_value")}
-    cart = only_event(
-        app(
-            notification(propertyName="abandoned_cart_total", propertyValue="9"),
-            property_events=mapping,
-        )
-    )
+    cart = only_event(app(notification(propertyName="abandoned_cart_total", propertyValue="9"),
+                          property_events=mapping))
     assert (cart.type, cart.properties) == (EventType.CART_UPDATED, {"cart_value": 9.0})
-    plain = only_event(
-        app(notification(propertyName="cart_value", propertyValue="9"), property_events={})
-    )
+    plain = only_event(app(notification(propertyName="cart_value", propertyValue="9"),
+                           property_events={}))
     assert (plain.type, plain.properties) == (EventType.PROFILE_UPDATED, {"cart_value": 9.0})
     assert "cart_value" in DEFAULT_PROPERTY_EVENTS
 
@@ -149,22 +141,16 @@ def test_event_type_is_accepted_for_subscription_type() -> None:
 
 
 def test_generic_object_kinds_for_contacts() -> None:
-    contact = notification(
-        subscriptionType="object.propertyChange",
-        objectTypeId="0-1",
-        propertyName="cart_value",
-        propertyValue="5",
-    )
+    contact = notification(subscriptionType="object.propertyChange", objectTypeId="0-1",
+                           propertyName="cart_value", propertyValue="5")
     deal = notification(subscriptionType="object.creation", objectTypeId="0-3")
     result = app(contact, deal)
     assert [event.type for event in result.events] == [EventType.CART_UPDATED]
     assert [dropped.index for dropped in result.dropped] == [1]
 
 
-@pytest.mark.parametrize(
-    "kind",
-    ["deal.creation", "contact.merge", "company.propertyChange", "contact.associationChange"],
-)
+@pytest.mark.parametrize("kind", ["deal.creation", "contact.merge", "company.propertyChange",
+                                  "contact.associationChange"])
 def test_unknown_kinds_are_dropped(kind: str) -> None:
     result = app(notification(subscriptionType=kind))
     assert result.events == () and result.malformed == ()
@@ -172,27 +158,16 @@ def test_unknown_kinds_are_dropped(kind: str) -> None:
 
 
 def test_our_own_properties_are_dropped_whatever_the_prefix_case() -> None:
-    result = app(
-        notification(propertyName="dcb_headline", propertyValue="Hi"),
-        notification(propertyName="DCB_body", propertyValue="x"),
-    )
+    result = app(notification(propertyName="dcb_headline", propertyValue="Hi"),
+                 notification(propertyName="DCB_body", propertyValue="x"))
     assert len(result.dropped) == 2 and result.events == ()
     custom = app(notification(propertyName="shop_block", propertyValue="x"), own_prefix="shop_")
     assert len(custom.dropped) == 1
 
 
 def test_numeric_strings_are_accepted_for_ids() -> None:
-    event = only_event(
-        app(
-            notification(
-                objectId="1246965",
-                portalId="33",
-                eventId="100",
-                propertyName="city",
-                propertyValue="Oslo",
-            )
-        )
-    )
+    event = only_event(app(notification(objectId="1246965", portalId="33", eventId="100",
+                                        propertyName="city", propertyValue="Oslo")))
     assert event.profile.hubspot_id == "1246965"
     assert event.event_id == "hubspot:33:25:100:1796119200000"
 
@@ -253,18 +228,9 @@ def test_more_than_a_batch_is_a_parse_error() -> None:
 
 
 def test_workflow_body_with_object_id_and_properties() -> None:
-    body = {
-        "objectId": 1246965,
-        "email": "Ada@Example.com",
-        "portalId": 33,
-        "properties": {
-            "firstname": "Ada",
-            "cart_value": "212.50",
-            "dcb_block": "x",
-            "hs_object_id": "1246965",
-            "lastname": "",
-        },
-    }
+    body = {"objectId": 1246965, "email": "Ada@Example.com", "portalId": 33,
+            "properties": {"firstname": "Ada", "cart_value": "212.50", "dcb_block": "x",
+                           "hs_object_id": "1246965", "lastname": ""}}
     event = only_event(workflow(body))
     assert event.type is EventType.PROFILE_UPDATED
     assert event.profile == ProfileRef(email="ada@example.com", hubspot_id="1246965")
@@ -276,12 +242,8 @@ def test_workflow_body_with_object_id_and_properties() -> None:
 
 
 def test_workflow_flat_body_with_hs_object_id() -> None:
-    body = {
-        "hs_object_id": "501",
-        "email": "bo@example.com",
-        "cart_value": "10",
-        "checkout_url": "https://shop.example/c/1",
-    }
+    body = {"hs_object_id": "501", "email": "bo@example.com", "cart_value": "10",
+            "checkout_url": "https://shop.example/c/1"}
     event = only_event(workflow(body, event_type=EventType.CART_ABANDONED))
     assert event.type is EventType.CART_ABANDONED
     assert event.profile == ProfileRef(email="bo@example.com", hubspot_id="501")
@@ -290,10 +252,7 @@ def test_workflow_flat_body_with_hs_object_id() -> None:
 
 def test_workflow_legacy_v1_contact() -> None:
     body = {
-        "vid": 3234574,
-        "canonical-vid": 3234574,
-        "portal-id": 62515,
-        "is-contact": True,
+        "vid": 3234574, "canonical-vid": 3234574, "portal-id": 62515, "is-contact": True,
         "properties": {
             "email": {"value": "testingapis@hubspot.com", "versions": [{"value": "x"}]},
             "firstname": {"value": "Test", "versions": []},
@@ -362,53 +321,20 @@ def test_workflow_wrong_shapes_are_parse_errors(body: bytes, field: str) -> None
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
-    lambda inner: (
-        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
-    ),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
+                                                                 max_size=4),
     max_leaves=12,
 )
-hubspot_keys = st.sampled_from(
-    [
-        "objectId",
-        "eventId",
-        "subscriptionId",
-        "portalId",
-        "occurredAt",
-        "subscriptionType",
-        "eventType",
-        "propertyName",
-        "propertyValue",
-        "objectTypeId",
-        "attemptNumber",
-        "email",
-        "properties",
-        "hs_object_id",
-        "vid",
-        "portal-id",
-        "cart_value",
-        "currency",
-    ]
-)
+hubspot_keys = st.sampled_from([
+    "objectId", "eventId", "subscriptionId", "portalId", "occurredAt", "subscriptionType",
+    "eventType", "propertyName", "propertyValue", "objectTypeId", "attemptNumber",
+    "email", "properties", "hs_object_id", "vid", "portal-id", "cart_value", "currency",
+])
 hubspot_scalars = st.one_of(
-    st.none(),
-    st.booleans(),
-    st.integers(min_value=-2, max_value=10**21),
-    st.sampled_from(
-        [
-            "contact.creation",
-            "contact.propertyChange",
-            "contact.deletion",
-            "object.creation",
-            "0-1",
-            "cart_value",
-            "dcb_x",
-            "currency",
-            "12.5",
-            "",
-            "1796119200000",
-            "abc",
-        ]
-    ),
+    st.none(), st.booleans(), st.integers(min_value=-2, max_value=10**21),
+    st.sampled_from(["contact.creation", "contact.propertyChange", "contact.deletion",
+                     "object.creation", "0-1", "cart_value", "dcb_x", "currency", "12.5", "",
+                     "1796119200000", "abc"]),
     json_values,
 )
 notifications = st.dictionaries(hubspot_keys, hubspot_scalars, max_size=10)

@@ -34,22 +34,10 @@ class Rig:
 def _rig(api: FakeKlaviyoApi, clock: FakeClock, bulk_threshold: int = 25) -> Rig:
     pauses = Pauses(clock)
     gate = klaviyo_throttle(pauses, clock.sleep, clock)
-    client = KlaviyoClient(
-        "pk_test",
-        base_url=api.base_url,
-        gate=gate,
-        sleep=clock.sleep,
-        timeout=0.5,
-        bulk_threshold=bulk_threshold,
-        poll_interval=1.0,
-    )
-    deliverer = Deliverer(
-        client,
-        pauses,
-        sleep=clock.sleep,
-        random=random.Random(3).random,
-        policy=RetryPolicy(max_attempts=4, max_pause=600),
-    )
+    client = KlaviyoClient("pk_test", base_url=api.base_url, gate=gate, sleep=clock.sleep,
+                           timeout=0.5, bulk_threshold=bulk_threshold, poll_interval=1.0)
+    deliverer = Deliverer(client, pauses, sleep=clock.sleep, random=random.Random(3).random,
+                          policy=RetryPolicy(max_attempts=4, max_pause=600))
     return Rig(api, client, deliverer, clock)
 
 
@@ -62,14 +50,8 @@ def rig() -> Iterator[Rig]:
 
 
 def _writes(n: int) -> list[ProfileWrite]:
-    return [
-        ProfileWrite(
-            f"k{i}",
-            ProfileRef(email=f"p{i}@example.com"),
-            {"dcb_block": f"b{i}", "dcb_headline": "Hi"},
-        )
-        for i in range(n)
-    ]
+    return [ProfileWrite(f"k{i}", ProfileRef(email=f"p{i}@example.com"),
+                         {"dcb_block": f"b{i}", "dcb_headline": "Hi"}) for i in range(n)]
 
 
 def test_429_storm_writes_each_profile_once_and_never_calls_in_a_pause(rig: Rig) -> None:
@@ -112,9 +94,8 @@ def test_the_sdk_does_not_retry_on_its_own(rig: Rig) -> None:
 
 
 def test_external_id_upserts(rig: Rig) -> None:
-    (outcome,) = rig.client.write(
-        [ProfileWrite("k", ProfileRef(external_id="u-1"), {"dcb_block": "x"})]
-    )
+    (outcome,) = rig.client.write([ProfileWrite("k", ProfileRef(external_id="u-1"),
+                                                {"dcb_block": "x"})])
     assert outcome.status is WriteStatus.WRITTEN
     assert rig.api.profiles[str(outcome.platform_id)].external_id == "u-1"
 
@@ -158,15 +139,9 @@ def test_the_gate_keeps_to_the_fixed_windows() -> None:
 def test_the_fake_validates_bodies_against_the_spec(rig: Rig) -> None:
     body = json.dumps({"data": {"type": "profiles", "attributes": {"email": 3}}}).encode()
     request = urllib.request.Request(
-        rig.api.base_url + "/api/profile-import",
-        data=body,
-        method="POST",
-        headers={
-            "Authorization": "Klaviyo-API-Key pk_test",
-            "revision": "2026-10-15",
-            "Content-Type": "application/vnd.api+json",
-        },
-    )
+        rig.api.base_url + "/api/profile-import", data=body, method="POST",
+        headers={"Authorization": "Klaviyo-API-Key pk_test", "revision": "2026-10-15",
+                 "Content-Type": "application/vnd.api+json"})
     with pytest.raises(urllib.error.HTTPError) as caught:
         urllib.request.urlopen(request, timeout=5)
     answer = json.loads(caught.value.read())
@@ -185,9 +160,8 @@ def test_classification() -> None:
     assert classify_status(404, {}, "{}", PROFILE_IMPORT).status is WriteStatus.SKIPPED
     assert classify_status(502, {}, "{}", PROFILE_IMPORT).status is WriteStatus.RETRY
     assert classify_status(429, {"RateLimit-Reset": "7"}, "{}", PROFILE_IMPORT).retry_after == 7
-    body = json.dumps(
-        {"errors": [{"code": "invalid", "detail": "ada@example.com is taken, key pk_abcdef123456"}]}
-    )
+    body = json.dumps({"errors": [{"code": "invalid", "detail": "ada@example.com is taken, "
+                                   "key pk_abcdef123456"}]})
     fatal = classify_status(409, {}, body, PROFILE_IMPORT)
     assert fatal.status is WriteStatus.FATAL
     assert "ada@example.com" not in fatal.reason and "pk_abcdef123456" not in fatal.reason

@@ -30,14 +30,9 @@ def flow(body: Any, **options: Any) -> ParseResult:
 
 
 def system(*items: dict[str, Any], account: str | None = "AbC123") -> ParseResult:
-    body = {
-        "data": list(items),
-        "meta": {
-            "klaviyo_account_id": account,
-            "klaviyo_webhook_id": "wh-1",
-            "timestamp": "2026-11-28T10:00:01+00:00",
-        },
-    }
+    body = {"data": list(items), "meta": {"klaviyo_account_id": account,
+                                          "klaviyo_webhook_id": "wh-1",
+                                          "timestamp": "2026-11-28T10:00:01+00:00"}}
     return parse_system_webhook(json.dumps(body).encode(), received_at=RECEIVED)
 
 
@@ -51,14 +46,9 @@ def assert_canonical(event: Event) -> None:
     assert parse_event(event.to_json(), received_at=RECEIVED) == event
 
 
-def system_event(
-    metric: str | None,
-    properties: dict[str, Any],
-    *,
-    external_id: Any = "4L3cw",
-    topic: str = "event:klaviyo.placed_order",
-    profile_id: Any = PROFILE_ID,
-) -> dict[str, Any]:
+def system_event(metric: str | None, properties: dict[str, Any], *, external_id: Any = "4L3cw",
+                 topic: str = "event:klaviyo.placed_order",
+                 profile_id: Any = PROFILE_ID) -> dict[str, Any]:
     payload: dict[str, Any] = {
         "data": {
             "type": "event", "id": "4L3cw",
@@ -70,13 +60,8 @@ def system_event(
         },
     }  # fmt: skip
     if metric is not None:
-        payload["included"] = [
-            {
-                "type": "metric",
-                "id": "UxAbCd",
-                "attributes": {"name": metric, "integration": {"name": "API"}},
-            }
-        ]
+        payload["included"] = [{"type": "metric", "id": "UxAbCd",
+                                "attributes": {"name": metric, "integration": {"name": "API"}}}]
     return {"external_id": external_id, "topic": topic, "payload": payload}
 
 
@@ -96,21 +81,10 @@ def test_started_checkout_as_a_marketer_writes_it() -> None:
         "cart_value": 212.5,
         "checkout_url": "https://shop.example/checkout/8812",
         "items": [
-            {
-                "product_id": "J-1",
-                "name": "Wool jacket",
-                "quantity": 1,
-                "price": 200.0,
-                "image_url": "https://shop.example/j1.jpg",
-                "url": "https://shop.example/p/j1",
-            },
-            {
-                "product_id": "S-9",
-                "name": "Socks",
-                "quantity": 1,
-                "price": 12.5,
-                "url": "https://shop.example/p/s9",
-            },
+            {"product_id": "J-1", "name": "Wool jacket", "quantity": 1, "price": 200.0,
+             "image_url": "https://shop.example/j1.jpg", "url": "https://shop.example/p/j1"},
+            {"product_id": "S-9", "name": "Socks", "quantity": 1, "price": 12.5,
+             "url": "https://shop.example/p/s9"},
         ],
     }
     assert_canonical(event)
@@ -130,14 +104,8 @@ def test_added_to_cart_with_klaviyo_names() -> None:
     assert event.properties["cart_value"] == 49.9
     assert event.properties["checkout_url"] == "https://shop.example/cart"
     assert event.properties["items"] == [
-        {
-            "product_id": "J-1",
-            "name": "Ada's jacket",
-            "quantity": 2,
-            "price": 24.95,
-            "row_total": 49.9,
-            "Tags": ["a", "b"],
-        },
+        {"product_id": "J-1", "name": "Ada's jacket", "quantity": 2, "price": 24.95,
+         "row_total": 49.9, "Tags": ["a", "b"]},
     ]
     assert event.properties["item_names"] == "['Ada\\'s jacket']"
     assert_canonical(event)
@@ -162,18 +130,9 @@ def test_placed_order() -> None:
 
 
 def test_viewed_product() -> None:
-    body = {
-        "metric": "Viewed Product",
-        "profile_id": PROFILE_ID,
-        "ProductName": "Wool jacket",
-        "ProductID": "J-1",
-        "Price": "200",
-        "$value": "199",
-        "URL": "https://s.example/j1",
-        "ImageURL": "https://s.example/j1.jpg",
-        "Categories": "['Coats']",
-        "SKU": "J1-M",
-    }
+    body = {"metric": "Viewed Product", "profile_id": PROFILE_ID, "ProductName": "Wool jacket",
+            "ProductID": "J-1", "Price": "200", "$value": "199", "URL": "https://s.example/j1",
+            "ImageURL": "https://s.example/j1.jpg", "Categories": "['Coats']", "SKU": "J1-M"}
     event = only_event(flow(body))
     assert event.type is EventType.PRODUCT_VIEWED
     assert event.properties == {
@@ -183,18 +142,11 @@ def test_viewed_product() -> None:
     }  # fmt: skip
 
 
-@pytest.mark.parametrize(
-    "metric", ["Back in Stock", "Subscribed to Back in Stock", "back_in_stock"]
-)
+@pytest.mark.parametrize("metric", ["Back in Stock", "Subscribed to Back in Stock",
+                                    "back_in_stock"])
 def test_back_in_stock(metric: str) -> None:
-    body = {
-        "metric": metric,
-        "email": "ada@example.com",
-        "ProductName": "Socks",
-        "ProductID": "S-9",
-        "URL": "https://s.example/s9",
-        "Price": 12.5,
-    }
+    body = {"metric": metric, "email": "ada@example.com", "ProductName": "Socks",
+            "ProductID": "S-9", "URL": "https://s.example/s9", "Price": 12.5}
     event = only_event(flow(body))
     assert event.type is EventType.BACK_IN_STOCK
     assert event.properties["name"] == "Socks"
@@ -221,29 +173,18 @@ def test_the_metric_mapping_is_a_parameter() -> None:
 
 
 def test_missing_fields_are_tolerated() -> None:
-    body = {
-        "metric": "Started Checkout",
-        "profile_id": PROFILE_ID,
-        "email": "",
-        "$value": "",
-        "CheckoutURL": "None",
-        "Items": "",
-        "$event_id": "null",
-    }
+    body = {"metric": "Started Checkout", "profile_id": PROFILE_ID, "email": "",
+            "$value": "", "CheckoutURL": "None", "Items": "", "$event_id": "null"}
     event = only_event(flow(body))
     assert event.properties == {}
     assert event.profile == ProfileRef(klaviyo_id=PROFILE_ID)
 
 
 def test_unquoted_items_make_the_body_a_python_literal() -> None:
-    items = [
-        {"ProductName": "Levi's 501", "Quantity": 1, "ImageURL": None, "Gift": False},
-        {"ProductName": 'The "Best" Tee', "ItemPrice": 9.5},
-    ]
-    body = (
-        '{"metric": "Started Checkout", "email": "ada@example.com", '
-        f'"value": "59.50", "items": {items!r}}}'
-    ).encode()
+    items = [{"ProductName": "Levi's 501", "Quantity": 1, "ImageURL": None, "Gift": False},
+             {"ProductName": 'The "Best" Tee', "ItemPrice": 9.5}]
+    body = ('{"metric": "Started Checkout", "email": "ada@example.com", '
+            f'"value": "59.50", "items": {items!r}}}').encode()
     event = only_event(parse_flow_webhook(body, received_at=RECEIVED))
     assert event.properties["items"] == [
         {"name": "Levi's 501", "quantity": 1, "Gift": False},
@@ -253,29 +194,18 @@ def test_unquoted_items_make_the_body_a_python_literal() -> None:
 
 
 def test_html_escaped_items_are_read() -> None:
-    body = {
-        "metric": "Started Checkout",
-        "email": "a@b.co",
-        "Items": "[{&#39;ProductName&#39;: &#39;Tee&#39;, &#39;Quantity&#39;: 1}]",
-    }
+    body = {"metric": "Started Checkout", "email": "a@b.co",
+            "Items": "[{&#39;ProductName&#39;: &#39;Tee&#39;, &#39;Quantity&#39;: 1}]"}
     event = only_event(flow(body))
     assert event.properties["items"] == [{"name": "Tee", "quantity": 1}]
 
 
 def test_items_json_text_and_a_single_object() -> None:
-    json_text = only_event(
-        flow(
-            {
-                "metric": "Added to Cart",
-                "email": "a@b.co",
-                "Items": '[{"ProductName": "Tee", "Quantity": 1}]',
-            }
-        )
-    )
+    json_text = only_event(flow({"metric": "Added to Cart", "email": "a@b.co",
+                                 "Items": '[{"ProductName": "Tee", "Quantity": 1}]'}))
     assert json_text.properties["items"] == [{"name": "Tee", "quantity": 1}]
-    single = only_event(
-        flow({"metric": "Added to Cart", "email": "a@b.co", "Items": {"ProductName": "Tee"}})
-    )
+    single = only_event(flow({"metric": "Added to Cart", "email": "a@b.co",
+                              "Items": {"ProductName": "Tee"}}))
     assert single.properties["items"] == [{"name": "Tee"}]
 
 
@@ -287,11 +217,8 @@ def test_content_hash_dedup_key() -> None:
 
 
 def test_context_is_typed() -> None:
-    body = {
-        "metric": "Active on Site",
-        "email": "a@b.co",
-        "context": {"city": "Oslo", "logged_in": "true", "session_depth": "3"},
-    }
+    body = {"metric": "Active on Site", "email": "a@b.co",
+            "context": {"city": "Oslo", "logged_in": "true", "session_depth": "3"}}
     event = only_event(flow(body))
     assert event.context == {"city": "Oslo", "logged_in": True, "session_depth": 3}
 
@@ -305,22 +232,14 @@ def test_context_is_typed() -> None:
         ({"metric": "Added to Cart", "email": "a@b.co", "Items": "not a list"}, "properties.Items"),
         ({"metric": "Added to Cart", "email": "a@b.co", "Items": "{1, 2}"}, "properties.Items"),
         ({"metric": "Added to Cart", "email": "a@b.co", "Items": "[1]"}, "properties.Items[0]"),
-        (
-            {"metric": "Added to Cart", "email": "a@b.co", "Items": "[{'Quantity': 'two'}]"},
-            "properties.items[0].quantity",
-        ),
-        (
-            {"metric": "Added to Cart", "email": "a@b.co", "Items": "[{1: 2}]"},
-            "properties.Items[0]",
-        ),
-        (
-            {"metric": "Added to Cart", "email": "a@b.co", "Items": "[{'P': b'x'}]"},
-            "properties.Items[0].P",
-        ),
-        (
-            {"metric": "Added to Cart", "email": "a@b.co", "Items": "[{'P': 1e999}]"},
-            "properties.Items[0].P",
-        ),
+        ({"metric": "Added to Cart", "email": "a@b.co", "Items": "[{'Quantity': 'two'}]"},
+         "properties.items[0].quantity"),
+        ({"metric": "Added to Cart", "email": "a@b.co", "Items": "[{1: 2}]"},
+         "properties.Items[0]"),
+        ({"metric": "Added to Cart", "email": "a@b.co", "Items": "[{'P': b'x'}]"},
+         "properties.Items[0].P"),
+        ({"metric": "Added to Cart", "email": "a@b.co", "Items": "[{'P': 1e999}]"},
+         "properties.Items[0].P"),
         ({"metric": "Added to Cart", "email": ["a@b.co"]}, "email"),
         ({"metric": "Added to Cart", "email": "a@b.co", "time": "soon"}, "occurred_at"),
         ({"metric": "Added to Cart", "email": "a@b.co", "$event_id": 1.5}, "event_id"),
@@ -336,24 +255,16 @@ def test_malformed_flow_bodies_name_the_field(body: dict[str, Any], field: str) 
 
 def test_oversized_items_text_is_malformed() -> None:
     items = repr([{"ProductName": "x" * 100}] * 10)
-    result = flow(
-        {"metric": "Added to Cart", "email": "a@b.co", "Items": items}, max_items_text=500
-    )
+    result = flow({"metric": "Added to Cart", "email": "a@b.co", "Items": items},
+                  max_items_text=500)
     assert "at most 500" in result.malformed[0].reason
 
 
 @pytest.mark.parametrize(
     ("body", "field"),
-    [
-        (b"", ""),
-        (b"{'metric': 'x', 'a': {1, 2}}", ""),
-        (b"{'metric': 'x'", ""),
-        (b"['metric']", ""),
-        (b"[]", ""),
-        (b'"text"', ""),
-        (b'{"metric": 5}', "metric"),
-        (b'{"type": ["a"]}', "type"),
-    ],
+    [(b"", ""), (b"{'metric': 'x', 'a': {1, 2}}", ""), (b"{'metric': 'x'", ""),
+     (b"['metric']", ""), (b"[]", ""), (b'"text"', ""),
+     (b'{"metric": 5}', "metric"), (b'{"type": ["a"]}', "type")],
 )
 def test_flow_bodies_of_the_wrong_shape_are_parse_errors(body: bytes, field: str) -> None:
     with pytest.raises(ParseError) as caught:
@@ -379,9 +290,8 @@ def render(template: str, event_data: dict[str, Any]) -> str:
     text = template.replace("{{ person.KlaviyoID }}", PROFILE_ID)
     text = text.replace("{{ person.email }}", "ada@example.com")
     text = text.replace("{{ event.Items|default:'[]' }}", repr(event_data.get("Items") or []))
-    return re.sub(
-        r"\{\{ event\|lookup:'([^']+)' \}\}", lambda m: str(event_data.get(m.group(1), "")), text
-    )
+    return re.sub(r"\{\{ event\|lookup:'([^']+)' \}\}",
+                  lambda m: str(event_data.get(m.group(1), "")), text)
 
 
 def documented_bodies() -> list[str]:
@@ -393,9 +303,8 @@ def documented_bodies() -> list[str]:
 @pytest.mark.parametrize("index", range(5))
 def test_documented_flow_bodies_parse(index: int) -> None:
     template = documented_bodies()[index]
-    full = only_event(
-        parse_flow_webhook(render(template, EVENT_DATA).encode(), received_at=RECEIVED)
-    )
+    full = only_event(parse_flow_webhook(render(template, EVENT_DATA).encode(),
+                                         received_at=RECEIVED))
     assert full.profile == ProfileRef(email="ada@example.com", klaviyo_id=PROFILE_ID)
     assert_canonical(full)
     empty = only_event(parse_flow_webhook(render(template, {}).encode(), received_at=RECEIVED))
@@ -411,11 +320,8 @@ def test_an_html_escaped_render_is_read_too() -> None:
 
 
 def test_documented_started_checkout_in_full() -> None:
-    event = only_event(
-        parse_flow_webhook(
-            render(documented_bodies()[0], EVENT_DATA).encode(), received_at=RECEIVED
-        )
-    )
+    event = only_event(parse_flow_webhook(render(documented_bodies()[0], EVENT_DATA).encode(),
+                                          received_at=RECEIVED))
     assert event.type is EventType.CHECKOUT_STARTED
     assert event.event_id == "klaviyo-flow:checkout_started:cart-8812"
     assert event.properties == {
@@ -436,13 +342,9 @@ def test_documented_batch_of_an_unmapped_metric_is_dropped() -> None:
 
 
 def test_placed_order_system_event() -> None:
-    properties = {
-        "$value": 212.5,
-        "OrderId": "1001",
-        "$extra": {"line_items": []},
-        "Items": [{"ProductID": "J-1", "ProductName": "Jacket", "Quantity": 1, "ItemPrice": 200.0}],
-        "ItemNames": ["Jacket"],
-    }
+    properties = {"$value": 212.5, "OrderId": "1001", "$extra": {"line_items": []},
+                  "Items": [{"ProductID": "J-1", "ProductName": "Jacket", "Quantity": 1,
+                             "ItemPrice": 200.0}], "ItemNames": ["Jacket"]}
     event = only_event(system(system_event("Placed Order", properties)))
     assert event.type is EventType.ORDER_PLACED
     assert event.event_id == "klaviyo:4L3cw"
@@ -458,12 +360,10 @@ def test_placed_order_system_event() -> None:
 
 @pytest.mark.parametrize(
     ("topic", "expected"),
-    [
-        ("event:klaviyo.started_checkout", EventType.CHECKOUT_STARTED),
-        ("event:shopify.viewed_product", EventType.PRODUCT_VIEWED),
-        ("event:klaviyo.active_on_site", EventType.SESSION_STARTED),
-        ("event:added_to_cart", EventType.CART_UPDATED),
-    ],
+    [("event:klaviyo.started_checkout", EventType.CHECKOUT_STARTED),
+     ("event:shopify.viewed_product", EventType.PRODUCT_VIEWED),
+     ("event:klaviyo.active_on_site", EventType.SESSION_STARTED),
+     ("event:added_to_cart", EventType.CART_UPDATED)],
 )
 def test_metric_from_the_topic(topic: str, expected: EventType) -> None:
     event = only_event(system(system_event(None, {"$value": "5"}, topic=topic)))
@@ -471,11 +371,8 @@ def test_metric_from_the_topic(topic: str, expected: EventType) -> None:
 
 
 def test_included_metric_name_beats_the_topic() -> None:
-    item = system_event(
-        "Started Checkout",
-        {"$value": 5, "CheckoutURL": "https://s.example/c"},
-        topic="event:klaviyo.custom_metric",
-    )
+    item = system_event("Started Checkout", {"$value": 5, "CheckoutURL": "https://s.example/c"},
+                        topic="event:klaviyo.custom_metric")
     event = only_event(system(item))
     assert event.type is EventType.CHECKOUT_STARTED
     assert event.properties == {"cart_value": 5.0, "checkout_url": "https://s.example/c"}
@@ -540,67 +437,24 @@ def test_system_bodies_of_the_wrong_shape_are_parse_errors(body: bytes, field: s
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
-    lambda inner: (
-        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
-    ),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
+                                                                 max_size=4),
     max_leaves=12,
 )
-klaviyo_keys = st.sampled_from(
-    [
-        "metric",
-        "type",
-        "profile_id",
-        "email",
-        "$email",
-        "external_id",
-        "$event_id",
-        "event_id",
-        "$value",
-        "value",
-        "cart_value",
-        "Items",
-        "items",
-        "CheckoutURL",
-        "OrderId",
-        "Price",
-        "currency",
-        "time",
-        "context",
-        "ProductName",
-    ]
-)
-items_texts = st.sampled_from(
-    [
-        "[{'ProductName': 'A', 'Quantity': 1}]",
-        "[{'Quantity': 'x'}]",
-        "{1, 2}",
-        "[[[[1]]]]",
-        "[{'a': b'x'}]",
-        "9" * 5000,
-        "(" * 300,
-        "[{'P': 1e999}]",
-        "[None]",
-        "lambda: 1",
-        "[{'ItemPrice': '$1,0'}]",
-        "\x00",
-    ]
-)
+klaviyo_keys = st.sampled_from([
+    "metric", "type", "profile_id", "email", "$email", "external_id", "$event_id", "event_id",
+    "$value", "value", "cart_value", "Items", "items", "CheckoutURL", "OrderId", "Price",
+    "currency", "time", "context", "ProductName",
+])
+items_texts = st.sampled_from([
+    "[{'ProductName': 'A', 'Quantity': 1}]", "[{'Quantity': 'x'}]", "{1, 2}", "[[[[1]]]]",
+    "[{'a': b'x'}]", "9" * 5000, "(" * 300, "[{'P': 1e999}]", "[None]", "lambda: 1",
+    "[{'ItemPrice': '$1,0'}]", "\x00",
+])
 klaviyo_values = st.one_of(
-    json_values,
-    items_texts,
-    st.sampled_from(
-        [
-            "Placed Order",
-            "Started Checkout",
-            "Viewed Product",
-            "a@b.co",
-            "12.5",
-            "",
-            "None",
-            "2026-11-28T10:00:00Z",
-            "usd",
-        ]
-    ),
+    json_values, items_texts,
+    st.sampled_from(["Placed Order", "Started Checkout", "Viewed Product", "a@b.co", "12.5",
+                     "", "None", "2026-11-28T10:00:00Z", "usd"]),
 )
 flow_bodies = st.dictionaries(klaviyo_keys, klaviyo_values, max_size=8)
 
@@ -627,15 +481,10 @@ def test_flow_parser_on_arbitrary_json_raises_only_parse_error(data: Any) -> Non
         assert_canonical(event)
 
 
-@given(
-    st.lists(
-        st.fixed_dictionaries(
-            {"topic": st.sampled_from(["event:klaviyo.placed_order", "event:x.started_checkout"])},
-            optional={"external_id": klaviyo_values, "payload": json_values, "props": flow_bodies},
-        )
-    )
-    | json_values
-)
+@given(st.lists(st.fixed_dictionaries(
+    {"topic": st.sampled_from(["event:klaviyo.placed_order", "event:x.started_checkout"])},
+    optional={"external_id": klaviyo_values, "payload": json_values,
+              "props": flow_bodies})) | json_values)
 def test_system_parser_on_arbitrary_json_raises_only_parse_error(data: Any) -> None:
     if isinstance(data, list):
         for item in data:
@@ -643,10 +492,8 @@ def test_system_parser_on_arbitrary_json_raises_only_parse_error(data: Any) -> N
                 item.setdefault("payload", {})
                 props = item.pop("props")
                 if isinstance(item["payload"], dict):
-                    item["payload"]["data"] = {
-                        "attributes": {"event_properties": props},
-                        "relationships": {"profile": {"data": {"id": "p"}}},
-                    }
+                    item["payload"]["data"] = {"attributes": {"event_properties": props},
+                                               "relationships": {"profile": {"data": {"id": "p"}}}}
         data = {"data": data, "meta": {"klaviyo_account_id": "A"}}
     try:
         result = parse_system_webhook(json.dumps(data).encode(), received_at=RECEIVED)

@@ -54,13 +54,8 @@ def run_hubspot(api: FakeHubSpotApi, token: str | None = None, **env: str) -> Ra
 def run_klaviyo(api: FakeKlaviyoApi, key: str | None = None, **env: str) -> Ran:
     clock = api.clock
     assert isinstance(clock, FakeClock)  # shared with the fake: pacing is instant
-    environ = {
-        "KEY": key or api.api_key,
-        "DCB_KLAVIYO_API_URL": api.base_url,
-        "DCB_PUBLIC_URL": PUBLIC_URL,
-        "DCB_KLAVIYO_WEBHOOK_SECRET": "whsec-1",
-        **env,
-    }
+    environ = {"KEY": key or api.api_key, "DCB_KLAVIYO_API_URL": api.base_url,
+               "DCB_PUBLIC_URL": PUBLIC_URL, "DCB_KLAVIYO_WEBHOOK_SECRET": "whsec-1", **env}
     out, err = io.StringIO(), io.StringIO()
     status = install_klaviyo("KEY", environ, Runtime(sleep=clock.sleep, epoch=clock), out, err)
     return Ran(status, out.getvalue(), err.getvalue())
@@ -78,11 +73,7 @@ def test_hubspot_install_creates_every_declared_property_then_changes_nothing(
     for spec in manifest.properties:
         defined = hubspot.definitions[spec.name]
         assert (defined["type"], defined["fieldType"], defined["label"], defined["groupName"]) == (
-            "string",
-            spec.field_type,
-            spec.label,
-            "dcb",
-        )
+            "string", spec.field_type, spec.label, "dcb")
     assert hubspot.groups["dcb"]["label"] == manifest.hubspot.property_group_label
     assert f"Created {len(manifest.properties) + 1}:" in first.out
     assert f"{PUBLIC_URL}/webhooks/hubspot" in first.out
@@ -94,11 +85,8 @@ def test_hubspot_install_creates_every_declared_property_then_changes_nothing(
     second = run_hubspot(hubspot, DCB_PUBLIC_URL=PUBLIC_URL)
     assert second.status == 0, second.err
     assert "Nothing to change" in second.out and "Created" not in second.out
-    created_again = [
-        r
-        for r in hubspot.requests[before:]
-        if r.method == "POST" and r.path == "/crm/v3/properties/contacts"
-    ]
+    created_again = [r for r in hubspot.requests[before:] if r.method == "POST"
+                     and r.path == "/crm/v3/properties/contacts"]
     assert created_again == []
 
 
@@ -134,10 +122,7 @@ def test_hubspot_install_needs_the_named_variable(hubspot: FakeHubSpotApi) -> No
     out, err = io.StringIO(), io.StringIO()
     status = install_hubspot("MY_TOKEN", {}, Runtime(), out, err)
     assert status == 1
-    assert (
-        err.getvalue()
-        == "dcb install hubspot: MY_TOKEN is not set: put the private app's token in it\n"
-    )
+    assert err.getvalue() == "dcb install hubspot: MY_TOKEN is not set: put the private app's token in it\n"
 
 
 def test_the_command_line_runs_the_hubspot_install(
@@ -161,11 +146,8 @@ def test_klaviyo_install_registers_the_system_webhook_once(klaviyo: FakeKlaviyoA
     assert webhook.secret_key == "whsec-1"
     assert webhook.name == load_manifest().name
     assert set(webhook.topics) == {
-        "event:klaviyo.viewed_product",
-        "event:klaviyo.added_to_cart",
-        "event:klaviyo.started_checkout",
-        "event:klaviyo.placed_order",
-    }
+        "event:klaviyo.viewed_product", "event:klaviyo.added_to_cart",
+        "event:klaviyo.started_checkout", "event:klaviyo.placed_order"}
     assert f"created webhook {webhook.id}" in first.out
 
     second = run_klaviyo(klaviyo)
@@ -217,17 +199,10 @@ def test_the_fakes_webhook_answers_follow_klaviyos_spec(klaviyo: FakeKlaviyoApi)
     [webhook] = klaviyo.webhooks.values()
     resource = klaviyo._webhook_resource(webhook)
     assert problems("PostWebhookResponse", {"data": resource}, "webhooks") == []
-    assert (
-        problems(
-            "GetWebhookResponseCollectionCompoundDocument",
-            klaviyo._list_webhooks().body,
-            "webhooks",
-        )
-        == []
-    )
-    assert (
-        problems("GetWebhookTopicResponseCollection", klaviyo._list_topics().body, "webhooks") == []
-    )
+    assert problems("GetWebhookResponseCollectionCompoundDocument",
+                    klaviyo._list_webhooks().body, "webhooks") == []
+    assert problems("GetWebhookTopicResponseCollection", klaviyo._list_topics().body,
+                    "webhooks") == []
 
 
 # -- the flow bodies: one source -------------------------------------------------------------

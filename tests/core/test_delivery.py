@@ -114,10 +114,7 @@ def test_client_exception_counts_as_failure() -> None:
 
     client = Exploding(clock)
     deliverer = Deliverer(
-        client,
-        Pauses(clock),
-        sleep=clock.sleep,
-        random=lambda: 0.5,
+        client, Pauses(clock), sleep=clock.sleep, random=lambda: 0.5,
         policy=RetryPolicy(max_attempts=2),
     )
     (outcome,) = deliverer.deliver(_writes(1))

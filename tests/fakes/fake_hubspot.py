@@ -38,24 +38,14 @@ class Contact:
 
 
 def hs_error(status: int, category: str, message: str, **extra: Any) -> Reply:
-    body = {
-        "status": "error",
-        "message": message,
-        "correlationId": str(uuid.uuid4()),
-        "category": category,
-        **extra,
-    }
+    body = {"status": "error", "message": message, "correlationId": str(uuid.uuid4()),
+            "category": category, **extra}
     return Reply(status, body)
 
 
 def rate_limited(policy: str, retry_after: int | None = None) -> Reply:
-    reply = hs_error(
-        429,
-        "RATE_LIMITS",
-        f"You have reached your {policy.lower()} limit.",
-        errorType="RATE_LIMIT",
-        policyName=policy,
-    )
+    reply = hs_error(429, "RATE_LIMITS", f"You have reached your {policy.lower()} limit.",
+                     errorType="RATE_LIMIT", policyName=policy)
     if retry_after is not None:
         reply.headers["Retry-After"] = str(retry_after)
     return reply
@@ -76,7 +66,8 @@ class FakeHubSpotApi(FakeHttpApi):
         self.daily_limit = daily_limit
         self.contacts: dict[str, Contact] = {}
         self.definitions: dict[str, dict[str, Any]] = {
-            name: _definition(name, name.title(), "text", "contactinformation") for name in BUILT_IN
+            name: _definition(name, name.title(), "text", "contactinformation")
+            for name in BUILT_IN
         }
         self.groups: dict[str, dict[str, Any]] = {}
         self.calls_during_pause = 0
@@ -92,27 +83,22 @@ class FakeHubSpotApi(FakeHttpApi):
         return contact.id
 
     def by_email(self, email: str) -> Contact | None:
-        return next((c for c in self.contacts.values() if c.properties.get("email") == email), None)
+        return next((c for c in self.contacts.values()
+                     if c.properties.get("email") == email), None)
 
     def define_dcb_properties(self) -> None:
         """As if provisioning had run: the manifest's group and every `dcb_*` property."""
         schema = load_manifest().property_schema
-        self.groups[schema.group] = {
-            "name": schema.group,
-            "label": schema.group_label,
-            "displayOrder": -1,
-            "archived": False,
-        }
+        self.groups[schema.group] = {"name": schema.group, "label": schema.group_label,
+                                     "displayOrder": -1, "archived": False}
         for spec in schema.properties:
-            self.definitions[spec.name] = _definition(
-                spec.name, spec.label, spec.field_type, schema.group, spec.description
-            )
+            self.definitions[spec.name] = _definition(spec.name, spec.label, spec.field_type,
+                                                      schema.group, spec.description)
 
     def define_property(self, name: str, field_type: str, kind: str = "string") -> None:
         """A contact property as someone defined it by hand (a wrong type, say)."""
-        self.definitions[name] = _definition(
-            name, name, field_type, "contactinformation", kind=kind
-        )
+        self.definitions[name] = _definition(name, name, field_type, "contactinformation",
+                                             kind=kind)
 
     def fail_records(self, ids: set[str], times: int = 1) -> None:
         """The next `times` batch calls answer 207 with a retriable error for these ids."""
@@ -136,11 +122,8 @@ class FakeHubSpotApi(FakeHttpApi):
     # -- HTTP ---------------------------------------------------------------------------
     def handle(self, request: Request) -> Reply:
         if header(request, "Authorization") != f"Bearer {self.token}":
-            return hs_error(
-                401,
-                "INVALID_AUTHENTICATION",
-                "Authentication credentials not found. This API supports OAuth 2.0 authentication.",
-            )
+            return hs_error(401, "INVALID_AUTHENTICATION", "Authentication credentials not "
+                            "found. This API supports OAuth 2.0 authentication.")
         with self.lock:
             limited = self._rate_limit(request.at)
             if limited is not None:
@@ -178,11 +161,9 @@ class FakeHubSpotApi(FakeHttpApi):
         return None
 
     def _rate_headers(self) -> dict[str, str]:
-        headers = {
-            "X-HubSpot-RateLimit-Max": str(self.limit_per_10s),
-            "X-HubSpot-RateLimit-Remaining": str(self.limit_per_10s - len(self._window)),
-            "X-HubSpot-RateLimit-Interval-Milliseconds": "10000",
-        }
+        headers = {"X-HubSpot-RateLimit-Max": str(self.limit_per_10s),
+                   "X-HubSpot-RateLimit-Remaining": str(self.limit_per_10s - len(self._window)),
+                   "X-HubSpot-RateLimit-Interval-Milliseconds": "10000"}
         if self.daily_limit is not None:
             headers["X-HubSpot-RateLimit-Daily"] = str(self.daily_limit)
             headers["X-HubSpot-RateLimit-Daily-Remaining"] = str(self.daily_limit - self._daily)
@@ -205,22 +186,13 @@ class FakeHubSpotApi(FakeHttpApi):
                 continue
             contact, new = self._apply(item, upsert)
             if contact is None:
-                errors.append(
-                    _record_error(
-                        "OBJECT_NOT_FOUND",
-                        "Could not get some CONTACT objects, they may be deleted or not exist.",
-                        item,
-                    )
-                )
+                errors.append(_record_error("OBJECT_NOT_FOUND", "Could not get some CONTACT "
+                                            "objects, they may be deleted or not exist.", item))
                 continue
             results.append(_result(contact, item, new if upsert else None))
         now = _iso()
-        payload: dict[str, Any] = {
-            "status": "COMPLETE",
-            "results": results,
-            "startedAt": now,
-            "completedAt": now,
-        }
+        payload: dict[str, Any] = {"status": "COMPLETE", "results": results,
+                                   "startedAt": now, "completedAt": now}
         if errors:
             payload.update(numErrors=len(errors), errors=errors)
             return Reply(207, payload)
@@ -231,47 +203,23 @@ class FakeHubSpotApi(FakeHttpApi):
             properties = item.get("properties") or {}
             for name, value in properties.items():
                 if name not in self.definitions:
-                    return hs_error(
-                        400,
-                        "VALIDATION_ERROR",
-                        f'Property values were not valid: Property "{name}" does not exist',
-                        errors=[
-                            {
-                                "message": f'Property "{name}" does not exist',
-                                "code": "PROPERTY_DOESNT_EXIST",
-                                "context": {"propertyName": [name]},
-                            }
-                        ],
-                    )
+                    return hs_error(400, "VALIDATION_ERROR", "Property values were not valid: "
+                                    f"Property \"{name}\" does not exist",
+                                    errors=[{"message": f"Property \"{name}\" does not exist",
+                                             "code": "PROPERTY_DOESNT_EXIST",
+                                             "context": {"propertyName": [name]}}])
                 if not isinstance(value, str) or len(value) > MAX_VALUE:
-                    return hs_error(
-                        400,
-                        "VALIDATION_ERROR",
-                        "Property values were not valid: "
-                        f"{name} is longer than {MAX_VALUE} characters",
-                        errors=[
-                            {
-                                "message": "value too long",
-                                "code": "INVALID_LONG",
-                                "context": {"propertyName": [name]},
-                            }
-                        ],
-                    )
+                    return hs_error(400, "VALIDATION_ERROR", "Property values were not valid: "
+                                    f"{name} is longer than {MAX_VALUE} characters",
+                                    errors=[{"message": "value too long", "code": "INVALID_LONG",
+                                             "context": {"propertyName": [name]}}])
             if upsert and item.get("idProperty") != "email":
                 return hs_error(400, "VALIDATION_ERROR", "upsert needs idProperty email")
             if upsert and "@" not in str(item.get("id")):
-                return hs_error(
-                    400,
-                    "VALIDATION_ERROR",
-                    "Property values were not valid: Email address is invalid",
-                    errors=[
-                        {
-                            "message": "invalid email",
-                            "code": "INVALID_EMAIL",
-                            "context": {"propertyName": ["email"]},
-                        }
-                    ],
-                )
+                return hs_error(400, "VALIDATION_ERROR", "Property values were not valid: "
+                                "Email address is invalid",
+                                errors=[{"message": "invalid email", "code": "INVALID_EMAIL",
+                                         "context": {"propertyName": ["email"]}}])
         return None
 
     def _apply(self, item: dict[str, Any], upsert: bool) -> tuple[Contact | None, bool]:
@@ -292,83 +240,45 @@ class FakeHubSpotApi(FakeHttpApi):
         name = body.get("name")
         if name in self.groups:
             return hs_error(409, "OBJECT_ALREADY_EXISTS", f"A group named '{name}' exists.")
-        group = {
-            "name": name,
-            "label": body.get("label", name),
-            "displayOrder": body.get("displayOrder", -1),
-            "archived": False,
-        }
+        group = {"name": name, "label": body.get("label", name),
+                 "displayOrder": body.get("displayOrder", -1), "archived": False}
         self.groups[name] = group
         return Reply(201, group)
 
     def _create_property(self, body: Any) -> Reply:
         name = body.get("name")
         if name in self.definitions:
-            return hs_error(
-                409, "OBJECT_ALREADY_EXISTS", f"Property named '{name}' already exists."
-            )
+            return hs_error(409, "OBJECT_ALREADY_EXISTS", f"Property named '{name}' already "
+                            "exists.")
         if body.get("groupName") not in self.groups:
             return hs_error(400, "VALIDATION_ERROR", "group does not exist")
-        definition = _definition(
-            name,
-            body["label"],
-            body["fieldType"],
-            body["groupName"],
-            body.get("description", ""),
-            body.get("type", "string"),
-        )
+        definition = _definition(name, body["label"], body["fieldType"], body["groupName"],
+                                 body.get("description", ""), body.get("type", "string"))
         self.definitions[name] = definition
         return Reply(201, definition)
 
 
 def _definition(
-    name: str,
-    label: str,
-    field_type: str,
-    group: str,
-    description: str = "",
+    name: str, label: str, field_type: str, group: str, description: str = "",
     kind: str = "string",
 ) -> dict[str, Any]:
-    return {
-        "name": name,
-        "label": label,
-        "type": kind,
-        "fieldType": field_type,
-        "groupName": group,
-        "description": description,
-        "options": [],
-        "createdAt": _iso(),
-        "updatedAt": _iso(),
-        "formField": False,
-        "hidden": False,
-        "calculated": False,
-        "externalOptions": False,
-        "hasUniqueValue": False,
-    }
+    return {"name": name, "label": label, "type": kind, "fieldType": field_type,
+            "groupName": group, "description": description, "options": [],
+            "createdAt": _iso(), "updatedAt": _iso(), "formField": False, "hidden": False,
+            "calculated": False, "externalOptions": False, "hasUniqueValue": False}
 
 
 def _record_error(category: str, message: str, item: dict[str, Any]) -> dict[str, Any]:
     context = {"ids": [str(item.get("id"))]}
     if item.get("objectWriteTraceId"):
         context["objectWriteTraceId"] = [item["objectWriteTraceId"]]
-    return {
-        "status": "error",
-        "category": category,
-        "message": message,
-        "context": context,
-        "links": {},
-        "errors": [],
-    }
+    return {"status": "error", "category": category, "message": message, "context": context,
+            "links": {}, "errors": []}
 
 
 def _result(contact: Contact, item: dict[str, Any], new: bool | None) -> dict[str, Any]:
-    result: dict[str, Any] = {
-        "id": contact.id,
-        "properties": dict(contact.properties),
-        "createdAt": _iso(),
-        "updatedAt": _iso(),
-        "archived": False,
-    }
+    result: dict[str, Any] = {"id": contact.id, "properties": dict(contact.properties),
+                              "createdAt": _iso(), "updatedAt": _iso(), "archived": False}
     if item.get("objectWriteTraceId"):
         result["objectWriteTraceId"] = item["objectWriteTraceId"]
     if new is not None:

@@ -33,13 +33,9 @@ DOCUMENTED_LIMITS: dict[str, tuple[int, int]] = {  # endpoint: (per second, per 
 }
 #: Topics the fake account offers unless a test says otherwise.
 DEFAULT_TOPICS = (
-    "event:klaviyo.opened_email",
-    "event:klaviyo.clicked_email",
-    "event:klaviyo.sent_sms",
-    "event:klaviyo.viewed_product",
-    "event:klaviyo.added_to_cart",
-    "event:klaviyo.started_checkout",
-    "event:klaviyo.placed_order",
+    "event:klaviyo.opened_email", "event:klaviyo.clicked_email", "event:klaviyo.sent_sms",
+    "event:klaviyo.viewed_product", "event:klaviyo.added_to_cart",
+    "event:klaviyo.started_checkout", "event:klaviyo.placed_order",
 )
 JSONAPI = "application/vnd.api+json"
 
@@ -72,24 +68,14 @@ class Job:
 
 
 def error(status: int, code: str, title: str, detail: str, pointer: str = "/data/") -> Reply:
-    item = {
-        "id": str(uuid.uuid4()),
-        "status": status,
-        "code": code,
-        "title": title,
-        "detail": detail,
-        "source": {"pointer": pointer},
-    }
+    item = {"id": str(uuid.uuid4()), "status": status, "code": code, "title": title,
+            "detail": detail, "source": {"pointer": pointer}}
     return Reply(status, {"errors": [item]}, content_type=JSONAPI)
 
 
 def throttled(seconds: int) -> Reply:
-    reply = error(
-        429,
-        "throttled",
-        "Request was throttled.",
-        f"Request was throttled. Expected available in {seconds} second.",
-    )
+    reply = error(429, "throttled", "Request was throttled.",
+                  f"Request was throttled. Expected available in {seconds} second.")
     reply.headers["Retry-After"] = str(seconds)
     return reply
 
@@ -134,12 +120,8 @@ class FakeKlaviyoApi(FakeHttpApi):
     # -- HTTP ---------------------------------------------------------------------------
     def handle(self, request: Request) -> Reply:
         if header(request, "Authorization") != f"Klaviyo-API-Key {self.api_key}":
-            return error(
-                401,
-                "not_authenticated",
-                "Authentication credentials were not provided.",
-                "Missing or invalid private key.",
-            )
+            return error(401, "not_authenticated", "Authentication credentials were not "
+                         "provided.", "Missing or invalid private key.")
         if not header(request, "revision"):
             return error(400, "invalid", "Invalid input.", "A revision header is required.")
         endpoint = _endpoint(request.path)
@@ -162,21 +144,16 @@ class FakeKlaviyoApi(FakeHttpApi):
         if request.method == "GET" and request.path == "/api/profiles":
             return self._list_profiles(request)
         if endpoint in ("webhooks", "webhook-topics") and self.webhooks_forbidden:
-            return error(
-                403,
-                "permission_denied",
-                "You do not have permission to perform this action.",
-                "This account does not have access to webhooks.",
-            )
+            return error(403, "permission_denied", "You do not have permission to perform "
+                         "this action.", "This account does not have access to webhooks.")
         if request.method == "GET" and request.path == "/api/webhooks":
             return self._list_webhooks()
         if request.method == "POST" and request.path == "/api/webhooks":
             return self._create_webhook(request.body)
         if request.method == "GET" and request.path == "/api/webhook-topics":
             return self._list_topics()
-        return error(
-            404, "not_found", "Not found.", f"No route for {request.method} {request.path}."
-        )
+        return error(404, "not_found", "Not found.", f"No route for {request.method} "
+                     f"{request.path}.")
 
     def _rate_limit(self, endpoint: str, now: float) -> Reply | None:
         quiet = self._quiet_until.get(endpoint, 0.0)
@@ -217,11 +194,8 @@ class FakeKlaviyoApi(FakeHttpApi):
         per_second, per_minute = self.limits.get(endpoint, (10**9, 10**9))
         _, used = self._window(endpoint, 60, now)
         reset = 60 - int(now % 60)
-        return {
-            "RateLimit-Limit": str(per_minute),
-            "RateLimit-Remaining": str(max(0, per_minute - used)),
-            "RateLimit-Reset": str(reset),
-        }
+        return {"RateLimit-Limit": str(per_minute), "RateLimit-Remaining":
+                str(max(0, per_minute - used)), "RateLimit-Reset": str(reset)}
 
     # -- endpoints -------------------------------------------------------------------
     def _profile_import(self, body: Any) -> Reply:
@@ -234,9 +208,8 @@ class FakeKlaviyoApi(FakeHttpApi):
             return error(400, "invalid", "Invalid input.", bad_email, "/data/attributes/email")
         profile, created = self._upsert(data)
         if profile is None:
-            return error(
-                404, "not_found", "Not found.", "A profile with this id does not exist.", "/data/id"
-            )
+            return error(404, "not_found", "Not found.", "A profile with this id does not exist.",
+                         "/data/id")
         return Reply(201 if created else 200, self._profile_body(profile), content_type=JSONAPI)
 
     def _bulk_import(self, body: Any) -> Reply:
@@ -265,21 +238,16 @@ class FakeKlaviyoApi(FakeHttpApi):
     def _list_profiles(self, request: Request) -> Reply:
         size = int(first(request.query, "page[size]", "20"))
         if not 1 <= size <= 100:
-            return error(
-                400, "invalid", "Invalid input.", "page[size] must be 1-100.", "page[size]"
-            )
+            return error(400, "invalid", "Invalid input.", "page[size] must be 1-100.",
+                         "page[size]")
         chosen = list(self.profiles.values())[:size]
-        body = {
-            "data": [self._profile_body(p)["data"] for p in chosen],
-            "links": {"self": f"{self.base_url}/api/profiles", "next": None, "prev": None},
-        }
+        body = {"data": [self._profile_body(p)["data"] for p in chosen],
+                "links": {"self": f"{self.base_url}/api/profiles", "next": None, "prev": None}}
         return Reply(200, body, content_type=JSONAPI)
 
     def _list_webhooks(self) -> Reply:
-        body = {
-            "data": [self._webhook_resource(w) for w in self.webhooks.values()],
-            "links": {"self": f"{self.base_url}/api/webhooks"},
-        }
+        body = {"data": [self._webhook_resource(w) for w in self.webhooks.values()],
+                "links": {"self": f"{self.base_url}/api/webhooks"}}
         return Reply(200, body, content_type=JSONAPI)
 
     def _create_webhook(self, body: Any) -> Reply:
@@ -288,43 +256,22 @@ class FakeKlaviyoApi(FakeHttpApi):
             return invalid
         attributes = body["data"]["attributes"]
         if urlsplit(attributes["endpoint_url"]).scheme != "https":
-            return error(
-                400,
-                "invalid",
-                "Invalid input.",
-                "The endpoint url must be https.",
-                "/data/attributes/endpoint_url",
-            )
+            return error(400, "invalid", "Invalid input.", "The endpoint url must be https.",
+                         "/data/attributes/endpoint_url")
         topics = [t["id"] for t in body["data"]["relationships"]["webhook-topics"]["data"]]
         unknown = [t for t in topics if t not in self.topics]
         if unknown or not topics:
-            return error(
-                400,
-                "invalid",
-                "Invalid input.",
-                f"Unknown webhook topics: {unknown}.",
-                "/data/relationships/webhook-topics",
-            )
-        webhook = Webhook(
-            self._new_id(),
-            attributes["name"],
-            attributes["endpoint_url"],
-            attributes["secret_key"],
-            topics,
-            attributes.get("description"),
-        )
+            return error(400, "invalid", "Invalid input.", f"Unknown webhook topics: {unknown}.",
+                         "/data/relationships/webhook-topics")
+        webhook = Webhook(self._new_id(), attributes["name"], attributes["endpoint_url"],
+                          attributes["secret_key"], topics, attributes.get("description"))
         self.webhooks[webhook.id] = webhook
         return Reply(201, {"data": self._webhook_resource(webhook)}, content_type=JSONAPI)
 
     def _list_topics(self) -> Reply:
-        data = [
-            {
-                "type": "webhook-topic",
-                "id": topic,
-                "links": {"self": f"{self.base_url}/api/webhook-topics/{topic}/"},
-            }
-            for topic in self.topics
-        ]
+        data = [{"type": "webhook-topic", "id": topic,
+                 "links": {"self": f"{self.base_url}/api/webhook-topics/{topic}/"}}
+                for topic in self.topics]
         body = {"data": data, "links": {"self": f"{self.base_url}/api/webhook-topics"}}
         return Reply(200, body, content_type=JSONAPI)
 
@@ -333,28 +280,14 @@ class FakeKlaviyoApi(FakeHttpApi):
         now = _iso()
         link = f"{self.base_url}/api/webhooks/{webhook.id}/"
         topics = [{"type": "webhook-topic", "id": t} for t in webhook.topics]
-        return {
-            "type": "webhook",
-            "id": webhook.id,
-            "attributes": {
-                "name": webhook.name,
-                "description": webhook.description,
-                "endpoint_url": f"{parts.scheme}://{parts.netloc}",
-                "enabled": True,
-                "created_at": now,
-                "updated_at": now,
-            },
-            "relationships": {
-                "webhook-topics": {
-                    "data": topics,
-                    "links": {
-                        "self": link + "relationships/webhook-topics/",
-                        "related": link + "webhook-topics/",
-                    },
-                }
-            },
-            "links": {"self": link},
-        }
+        return {"type": "webhook", "id": webhook.id, "attributes": {
+            "name": webhook.name, "description": webhook.description,
+            "endpoint_url": f"{parts.scheme}://{parts.netloc}", "enabled": True,
+            "created_at": now, "updated_at": now},
+            "relationships": {"webhook-topics": {"data": topics, "links": {
+                "self": link + "relationships/webhook-topics/",
+                "related": link + "webhook-topics/"}}},
+            "links": {"self": link}}
 
     # -- helpers ---------------------------------------------------------------------
     def _invalid(self, schema: str, body: Any, slice_name: str = "profiles") -> Reply | None:
@@ -391,7 +324,8 @@ class FakeKlaviyoApi(FakeHttpApi):
         for name in ("email", "external_id"):
             value = attributes.get(name)
             if value is not None:
-                found = next((p for p in self.profiles.values() if getattr(p, name) == value), None)
+                found = next((p for p in self.profiles.values()
+                              if getattr(p, name) == value), None)
                 if found is not None:
                     return found
         return None
@@ -400,20 +334,10 @@ class FakeKlaviyoApi(FakeHttpApi):
         now = _iso()
         link = {"self": f"{self.base_url}/api/profiles/{profile.id}/"}
         attributes = {
-            "email": profile.email,
-            "phone_number": None,
-            "external_id": profile.external_id,
-            "first_name": None,
-            "last_name": None,
-            "organization": None,
-            "locale": None,
-            "title": None,
-            "image": None,
-            "created": now,
-            "updated": now,
-            "last_event_date": None,
-            "location": None,
-            "properties": dict(profile.properties),
+            "email": profile.email, "phone_number": None, "external_id": profile.external_id,
+            "first_name": None, "last_name": None, "organization": None, "locale": None,
+            "title": None, "image": None, "created": now, "updated": now,
+            "last_event_date": None, "location": None, "properties": dict(profile.properties),
         }
         data = {"type": "profile", "id": profile.id, "attributes": attributes, "links": link}
         return {"data": data, "links": link}
@@ -422,22 +346,14 @@ class FakeKlaviyoApi(FakeHttpApi):
         now = _iso()
         done = status == "complete"
         attributes = {
-            "status": status,
-            "created_at": now,
-            "total_count": job.total,
+            "status": status, "created_at": now, "total_count": job.total,
             "completed_count": job.total - job.failed if done else 0,
             "failed_count": job.failed if done else 0,
-            "completed_at": now if done else None,
-            "expires_at": now,
-            "started_at": now,
+            "completed_at": now if done else None, "expires_at": now, "started_at": now,
         }
         link = {"self": f"{self.base_url}/api/profile-bulk-import-jobs/{job.id}/"}
-        return {
-            "type": "profile-bulk-import-job",
-            "id": job.id,
-            "attributes": attributes,
-            "links": link,
-        }
+        return {"type": "profile-bulk-import-job", "id": job.id, "attributes": attributes,
+                "links": link}
 
     def _new_id(self) -> str:
         return "01K" + uuid.uuid4().hex[:23].upper()

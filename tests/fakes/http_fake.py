@@ -117,12 +117,8 @@ def _handler_for(api: FakeHttpApi) -> type[BaseHTTPRequestHandler]:
             except ValueError:
                 body = raw.decode("utf-8", "replace")
             request = Request(
-                self.command,
-                parts.path,
-                parse_qs(parts.query),
-                {k.lower(): v for k, v in self.headers.items()},
-                body,
-                api.clock(),
+                self.command, parts.path, parse_qs(parts.query),
+                {k.lower(): v for k, v in self.headers.items()}, body, api.clock(),
             )
             with api.lock:
                 api.requests.append(request)

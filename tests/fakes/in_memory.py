@@ -82,12 +82,8 @@ class InMemoryPlatformClient:
 
     def _throttled(self, write: ProfileWrite, wait: float) -> WriteOutcome:
         return WriteOutcome(
-            write.key,
-            WriteStatus.RETRY,
-            "429 rate limited",
-            retry_after=wait,
-            throttled=True,
-            pause_scope=ACCOUNT_SCOPE,
+            write.key, WriteStatus.RETRY, "429 rate limited", retry_after=wait,
+            throttled=True, pause_scope=ACCOUNT_SCOPE,
         )
 
     def _apply(self, write: ProfileWrite) -> WriteOutcome:

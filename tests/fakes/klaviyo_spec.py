@@ -45,7 +45,6 @@ def validator(schema_name: str, slice_name: str = "profiles") -> Draft202012Vali
 def problems(schema_name: str, body: Any, slice_name: str = "profiles") -> list[str]:
     """Every way `body` breaks the named schema of the slice (`profiles`, `webhooks`), as
     'pointer: message' lines."""
-    errors = sorted(
-        validator(schema_name, slice_name).iter_errors(body), key=lambda e: list(e.path)
-    )
+    errors = sorted(validator(schema_name, slice_name).iter_errors(body),
+                    key=lambda e: list(e.path))
     return ["/" + "/".join(str(p) for p in e.path) + ": " + e.message for e in errors]

@@ -38,37 +38,22 @@ KLAVIYO_BODY = json.dumps({"data": [], "meta": {"klaviyo_webhook_id": WEBHOOK_ID
 RFC1123 = "Sat, 28 Nov 2026 10:00:00 GMT"
 
 
-def hubspot_headers(
-    secret: str = SECRET, body: bytes = BODY, timestamp: str = NOW_MS, uri: str = URI
-) -> dict[str, str]:
+def hubspot_headers(secret: str = SECRET, body: bytes = BODY, timestamp: str = NOW_MS,
+                    uri: str = URI) -> dict[str, str]:
     return {
         "X-HubSpot-Signature-v3": sign_hubspot_v3(secret, "POST", uri, body, timestamp),
         "X-HubSpot-Request-Timestamp": timestamp,
     }
 
 
-def check_hubspot(
-    headers: dict[str, str],
-    *,
-    body: bytes = BODY,
-    uri: str = URI,
-    secrets: tuple[str, ...] = (SECRET,),
-    allow_legacy: bool = False,
-) -> str:
-    return verify_hubspot(
-        headers,
-        method="POST",
-        uri=uri,
-        body=body,
-        secrets=secrets,
-        now=NOW,
-        allow_legacy=allow_legacy,
-    )
+def check_hubspot(headers: dict[str, str], *, body: bytes = BODY, uri: str = URI,
+                  secrets: tuple[str, ...] = (SECRET,), allow_legacy: bool = False) -> str:
+    return verify_hubspot(headers, method="POST", uri=uri, body=body, secrets=secrets,
+                          now=NOW, allow_legacy=allow_legacy)
 
 
-def klaviyo_headers(
-    secret: str = SECRET, body: bytes = KLAVIYO_BODY, timestamp: str = RFC1123
-) -> dict[str, str]:
+def klaviyo_headers(secret: str = SECRET, body: bytes = KLAVIYO_BODY,
+                    timestamp: str = RFC1123) -> dict[str, str]:
     return {
         "Klaviyo-Webhook-Id": WEBHOOK_ID,
         "Klaviyo-Timestamp": timestamp,
@@ -76,9 +61,8 @@ def klaviyo_headers(
     }
 
 
-def check_klaviyo(
-    headers: dict[str, str], *, body: bytes = KLAVIYO_BODY, secrets: tuple[str, ...] = (SECRET,)
-) -> str:
+def check_klaviyo(headers: dict[str, str], *, body: bytes = KLAVIYO_BODY,
+                  secrets: tuple[str, ...] = (SECRET,)) -> str:
     return verify_klaviyo(headers, body=body, secrets=secrets, now=NOW)
 
 
@@ -91,11 +75,8 @@ def refused(reason: Failure) -> pytest.RaisesExc[SignatureError]:
 
 def test_hubspot_published_v3_vector() -> None:
     signature = sign_hubspot_v3(
-        "yyyyyyyy-yyyy-yyyy-yyyy-yyyyyyyyyyyy",
-        "POST",
-        "https://www.example.com/webhook_uri",
-        b"{'example_field':'example_value'}",
-        "15000000",
+        "yyyyyyyy-yyyy-yyyy-yyyy-yyyyyyyyyyyy", "POST", "https://www.example.com/webhook_uri",
+        b"{'example_field':'example_value'}", "15000000",
     )
     assert signature == "HPW73RUtKmcYoEDADG0s6MmGFWUzWJKAW07r8RDgcQw="
 
@@ -186,26 +167,20 @@ def test_hubspot_legacy_refused_by_default() -> None:
 
 
 def test_hubspot_v1_when_allowed() -> None:
-    headers = {
-        "X-HubSpot-Signature": sign_hubspot_v1(SECRET, BODY),
-        "X-HubSpot-Signature-Version": "v1",
-    }
+    headers = {"X-HubSpot-Signature": sign_hubspot_v1(SECRET, BODY),
+               "X-HubSpot-Signature-Version": "v1"}
     assert check_hubspot(headers, allow_legacy=True) == "v1"
 
 
 def test_hubspot_v2_when_allowed() -> None:
-    headers = {
-        "x-hubspot-signature": sign_hubspot_v2(OLD_SECRET, "POST", URI, BODY).upper(),
-        "x-hubspot-signature-version": "v2",
-    }
+    headers = {"x-hubspot-signature": sign_hubspot_v2(OLD_SECRET, "POST", URI, BODY).upper(),
+               "x-hubspot-signature-version": "v2"}
     assert check_hubspot(headers, allow_legacy=True, secrets=(SECRET, OLD_SECRET)) == "v2"
 
 
 def test_hubspot_bad_legacy_signature() -> None:
-    headers = {
-        "X-HubSpot-Signature": sign_hubspot_v2("wrong", "POST", URI, BODY),
-        "X-HubSpot-Signature-Version": "v2",
-    }
+    headers = {"X-HubSpot-Signature": sign_hubspot_v2("wrong", "POST", URI, BODY),
+               "X-HubSpot-Signature-Version": "v2"}
     with refused(Failure.BAD_SIGNATURE):
         check_hubspot(headers, allow_legacy=True)
 
@@ -240,17 +215,8 @@ def test_hubspot_signature_with_escaped_query() -> None:
 # --- Klaviyo system webhooks ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "stamp",
-    [
-        RFC1123,
-        "2026-11-28T10:00:00Z",
-        "2026-11-28T10:00:00",
-        "1795860000",
-        "1795860000.5",
-        "1795860000000",
-    ],
-)
+@pytest.mark.parametrize("stamp", [RFC1123, "2026-11-28T10:00:00Z", "2026-11-28T10:00:00",
+                                   "1795860000", "1795860000.5", "1795860000000"])
 def test_klaviyo_passes_with_every_timestamp_format(stamp: str) -> None:
     assert check_klaviyo(klaviyo_headers(timestamp=stamp)) == WEBHOOK_ID
 
@@ -365,16 +331,15 @@ offsets_ms = st.integers(min_value=-300_000, max_value=300_000)
 
 def mutate(text: str, data: st.DataObject) -> str:
     index = data.draw(st.integers(0, len(text) - 1))
-    replacement = data.draw(
-        st.characters(min_codepoint=32, max_codepoint=126).filter(lambda char: char != text[index])
-    )
-    return text[:index] + replacement + text[index + 1 :]
+    replacement = data.draw(st.characters(min_codepoint=32, max_codepoint=126)
+                            .filter(lambda char: char != text[index]))
+    return text[:index] + replacement + text[index + 1:]
 
 
 def mutate_bytes(raw: bytes, data: st.DataObject) -> bytes:
     index = data.draw(st.integers(0, len(raw) - 1))
     replacement = data.draw(st.integers(0, 255).filter(lambda byte: byte != raw[index]))
-    return raw[:index] + bytes([replacement]) + raw[index + 1 :]
+    return raw[:index] + bytes([replacement]) + raw[index + 1:]
 
 
 @given(secret=secrets, body=bodies, path=paths, offset=offsets_ms)
@@ -385,17 +350,10 @@ def test_hubspot_sign_then_verify_passes(secret: str, body: bytes, path: str, of
     assert check_hubspot(headers, body=body, uri=uri, secrets=(secret,)) == "v3"
 
 
-@given(
-    secret=secrets,
-    body=bodies.filter(bool),
-    path=paths,
-    offset=offsets_ms,
-    data=st.data(),
-    part=st.sampled_from(["body", "timestamp", "uri", "secret"]),
-)
-def test_hubspot_any_one_byte_change_fails(
-    secret: str, body: bytes, path: str, offset: int, data: st.DataObject, part: str
-) -> None:
+@given(secret=secrets, body=bodies.filter(bool), path=paths, offset=offsets_ms, data=st.data(),
+       part=st.sampled_from(["body", "timestamp", "uri", "secret"]))
+def test_hubspot_any_one_byte_change_fails(secret: str, body: bytes, path: str, offset: int,
+                                           data: st.DataObject, part: str) -> None:
     uri = hubspot_uri("https://hooks.shop.example", path)
     stamp = str(int(NOW_MS) + offset)
     headers = hubspot_headers(secret=secret, body=body, timestamp=stamp, uri=uri)
@@ -412,13 +370,11 @@ def test_hubspot_any_one_byte_change_fails(
 
 
 moments = st.integers(min_value=-300, max_value=300).map(lambda s: NOW + timedelta(seconds=s))
-stamp_formats: st.SearchStrategy[Callable[[datetime], str]] = st.sampled_from(
-    [
-        lambda m: m.strftime("%a, %d %b %Y %H:%M:%S GMT"),
-        lambda m: m.isoformat(),
-        lambda m: str(int(m.timestamp())),
-    ]
-)
+stamp_formats: st.SearchStrategy[Callable[[datetime], str]] = st.sampled_from([
+    lambda m: m.strftime("%a, %d %b %Y %H:%M:%S GMT"),
+    lambda m: m.isoformat(),
+    lambda m: str(int(m.timestamp())),
+])
 
 
 def klaviyo_body(payload: bytes) -> bytes:
@@ -428,10 +384,7 @@ def klaviyo_body(payload: bytes) -> bytes:
 
 @given(secret=secrets, payload=bodies, moment=moments, fmt=stamp_formats)
 def test_klaviyo_sign_then_verify_passes(
-    secret: str,
-    payload: bytes,
-    moment: datetime,
-    fmt: Callable[[datetime], str],
+    secret: str, payload: bytes, moment: datetime, fmt: Callable[[datetime], str],
 ) -> None:
     body = klaviyo_body(payload)
     stamp = fmt(moment)
@@ -439,21 +392,11 @@ def test_klaviyo_sign_then_verify_passes(
     assert check_klaviyo(headers, body=body, secrets=(secret,)) == WEBHOOK_ID
 
 
-@given(
-    secret=secrets,
-    payload=bodies,
-    moment=moments,
-    fmt=stamp_formats,
-    data=st.data(),
-    part=st.sampled_from(["body", "timestamp", "secret"]),
-)
+@given(secret=secrets, payload=bodies, moment=moments, fmt=stamp_formats, data=st.data(),
+       part=st.sampled_from(["body", "timestamp", "secret"]))
 def test_klaviyo_any_one_byte_change_fails(
-    secret: str,
-    payload: bytes,
-    moment: datetime,
-    fmt: Callable[[datetime], str],
-    data: st.DataObject,
-    part: str,
+    secret: str, payload: bytes, moment: datetime, fmt: Callable[[datetime], str],
+    data: st.DataObject, part: str,
 ) -> None:
     body = klaviyo_body(payload)
     stamp = fmt(moment)
