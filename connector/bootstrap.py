@@ -2,6 +2,10 @@
 
 Nothing else builds clients, stores or the app. Tests call `build_service` with their own
 settings (pointing at fake platform APIs) and, where they need it, their own clock.
+
+Every account gets its own clients, rate limiter and pause book per platform, its own rule
+set and abandonment window, and its own dispatcher thread per platform: one account's
+429s, outage or backlog never hold another's writes.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import random
 import socket
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -42,28 +46,35 @@ from adapters.storage.token_store import (
     TokenCipher,
 )
 from blocks.loading import BlockLibrary, load_library
+from connector.accounts import PUBLIC, Account, Accounts, read_accounts
 from connector.core.delivery import Deliverer
 from connector.core.dispatch import Dispatcher
 from connector.core.intake import Intake
 from connector.core.late_data import LateData, Submit
 from connector.core.pauses import PauseBook, Pauses
-from connector.core.ports import PlatformClient, ProfileSource, ProvisionReport
+from connector.core.ports import (
+    PlatformClient,
+    PortalDirectory,
+    ProfileSource,
+    ProvisionReport,
+    TokenSource,
+)
 from connector.core.processing import Processor
 from connector.core.ratelimit import FixedWindowLimiter, RateLimiter
 from connector.core.rules import RuleSet
 from connector.core.storage import Settlement
-from connector.core.tokens import TokenUnavailable, hubspot_account
 from connector.core.validity import Revalidation
 from connector.endpoints import ACCOUNT, build_endpoints, build_pull, build_site
+from connector.installs import AccountTokens, InstalledPortals
 from connector.manifest import load_manifest
 from connector.metrics import Metrics
 from connector.pull import open_pull
 from connector.rulesets import load_ruleset_file
 from connector.runtime_report import RuntimeReport
 from connector.service import Service
-from connector.settings import Settings, SettingsError
+from connector.settings import Secret, Settings, SettingsError
 from webhooks.app import Observer, create_app
-from webhooks.oauth import START_PATH, InstallFlow, InstallPage, add_install_routes
+from webhooks.oauth import InstallFlow, InstallPage, add_install_routes
 from webhooks.pull import add_pull_route
 from webhooks.site import RateLimits, install_site
 
@@ -107,26 +118,28 @@ class Shared:
             return cls()
         return cls(redis.Redis.from_url(settings.redis_url, health_check_interval=30))
 
-    def pauses(self, platform: str, runtime: Runtime) -> PauseBook:
+    def pauses(self, account: str, platform: str, runtime: Runtime) -> PauseBook:
         if self.redis is None:
             return Pauses(runtime.epoch)
-        return RedisPauses(self.redis, self.keys, ACCOUNT, platform, runtime.epoch)
+        return RedisPauses(self.redis, self.keys, account, platform, runtime.epoch)
 
-    def rolling_limiter(self, limit: int, runtime: Runtime) -> RateLimiter | None:
+    def rolling_limiter(self, account: str, limit: int, runtime: Runtime) -> RateLimiter | None:
         """HubSpot's ten-second window shared by every process (None: keep it in memory)."""
         if self.redis is None:
             return None
         return RedisRollingWindowLimiter(
-            self.redis, self.keys, ACCOUNT, "hubspot", limit=limit, window=10.0, clock=runtime.epoch
+            self.redis, self.keys, account, "hubspot", limit=limit, window=10.0, clock=runtime.epoch
         )
 
-    def windows_limiter(self, runtime: Runtime) -> Callable[[Any], RateLimiter] | None:
+    def windows_limiter(
+        self, account: str, runtime: Runtime
+    ) -> Callable[[Any], RateLimiter] | None:
         """Klaviyo's fixed windows shared by every process (None: keep them in memory)."""
         client = self.redis
         if client is None:
             return None
         return lambda windows: RedisFixedWindowLimiter(
-            client, self.keys, ACCOUNT, "klaviyo", windows=windows, clock=runtime.epoch
+            client, self.keys, account, "klaviyo", windows=windows, clock=runtime.epoch
         )
 
     def per_minute(self, limit: int, runtime: Runtime) -> RateLimiter:
@@ -179,43 +192,35 @@ def open_grants(settings: Settings, shared: Shared | None = None) -> Grants:
     return grants
 
 
-def hubspot_tokens(settings: Settings, grants: Grants, runtime: Runtime) -> HubSpotTokens:
-    """Stored OAuth tokens, refreshed through HubSpot's token endpoint when due."""
+def hubspot_tokens(
+    settings: Settings, grants: Grants, runtime: Runtime, app_secrets: Sequence[Secret] = ()
+) -> HubSpotTokens | None:
+    """Stored OAuth tokens, refreshed through HubSpot's token endpoint when due; None
+    without the public app's client id and secret (`DCB_HUBSPOT_CLIENT_ID` with
+    `DCB_HUBSPOT_CLIENT_SECRET`, or `dcb.toml`'s `[hubspot_app]`)."""
+    secrets = settings.hubspot_client_secrets or tuple(app_secrets)
+    if settings.hubspot_client_id is None or not secrets:
+        return None
     config = OAuthClientConfig(
-        client_id=settings.hubspot_client_id or "",
-        client_secret=settings.hubspot_client_secrets[0].value,
+        client_id=settings.hubspot_client_id,
+        client_secret=secrets[0].value,
         base_url=settings.hubspot_api_url,
     )
     return HubSpotTokens(grants, HubSpotOAuthApi(config), runtime.epoch)
 
 
-def installed_portal_tokens(settings: Settings, tokens: HubSpotTokens) -> TokenProvider:
-    """The token provider of this (single) account: the portal `DCB_HUBSPOT_PORTAL_ID`
-    names, else the one portal that installed the app. Until there is one, writes wait."""
-
-    def provider(force_refresh: bool = False, stale: str | None = None) -> str:
-        if settings.hubspot_portal_id is not None:
-            account = hubspot_account(settings.hubspot_portal_id)
-        else:
-            portals = sorted(tokens.installed_portals())
-            if not portals:
-                raise TokenUnavailable(
-                    "no HubSpot portal has installed the app yet (open "
-                    f"{settings.public_url or ''}{START_PATH})"
-                )
-            if len(portals) > 1:
-                raise TokenUnavailable(
-                    f"{len(portals)} portals installed the app: set DCB_HUBSPOT_PORTAL_ID "
-                    "to the one this connector writes to"
-                )
-            account = hubspot_account(portals[0])
-        return tokens.token(account, force_refresh=force_refresh, stale=stale)
-
-    return provider
+def account_tokens(accounts: Accounts, grants: Grants, runtime: Runtime) -> AccountTokens | None:
+    """The accounts' view of the OAuth token store (None without a public app)."""
+    tokens = hubspot_tokens(accounts.settings, grants, runtime, accounts.hubspot_app_secrets)
+    return AccountTokens(tokens, accounts) if tokens is not None else None
 
 
 def install_flow(
-    settings: Settings, grants: Grants, tokens: HubSpotTokens, runtime: Runtime
+    settings: Settings,
+    grants: Grants,
+    tokens: HubSpotTokens,
+    runtime: Runtime,
+    app_secrets: Sequence[Secret] = (),
 ) -> InstallFlow:
     """The OAuth install routes' service, wired: state, code exchange, storage, provisioning."""
     first_key = settings.secret_keys[0].value.encode()
@@ -225,11 +230,8 @@ def install_flow(
         scopes=settings.hubspot_scopes or load_manifest().hubspot.scopes,
         signing_key=hashlib.sha256(b"dcb-oauth-state:" + first_key).digest(),
     )
-    api = HubSpotOAuthApi(
-        OAuthClientConfig(
-            config.client_id, settings.hubspot_client_secrets[0].value, settings.hubspot_api_url
-        )
-    )
+    secret = (settings.hubspot_client_secrets or tuple(app_secrets))[0].value
+    api = HubSpotOAuthApi(OAuthClientConfig(config.client_id, secret, settings.hubspot_api_url))
 
     def provision_portal(account: str) -> ProvisionReport:
         def provider(force_refresh: bool = False, stale: str | None = None) -> str:
@@ -277,12 +279,13 @@ def hubspot_client(
     token: str | TokenProvider,
     runtime: Runtime,
     shared: Shared | None = None,
+    account: str = ACCOUNT,
 ) -> tuple[HubSpotClient, PauseBook]:
     """A HubSpot client for `token`, a private app's or an OAuth token provider
     (provisioning the manifest's properties), and its pauses."""
     backend = shared or Shared()
-    pauses = backend.pauses("hubspot", runtime)
-    limiter = backend.rolling_limiter(settings.hubspot_rate, runtime)
+    pauses = backend.pauses(account, "hubspot", runtime)
+    limiter = backend.rolling_limiter(account, settings.hubspot_rate, runtime)
     gate = hubspot_throttle(
         pauses, runtime.sleep, runtime.epoch, settings.hubspot_rate, limiter=limiter
     )
@@ -297,53 +300,70 @@ def hubspot_client(
 
 
 def klaviyo_client(
-    settings: Settings, key: str, runtime: Runtime, shared: Shared | None = None
+    settings: Settings,
+    key: str,
+    runtime: Runtime,
+    shared: Shared | None = None,
+    account: str = ACCOUNT,
 ) -> tuple[KlaviyoClient, PauseBook]:
     """A Klaviyo client for the private API `key`, and its pauses."""
     backend = shared or Shared()
-    pauses = backend.pauses("klaviyo", runtime)
-    gate = klaviyo_throttle(
-        pauses, runtime.sleep, runtime.epoch, windows_limiter=backend.windows_limiter(runtime)
-    )
+    pauses = backend.pauses(account, "klaviyo", runtime)
+    windows = backend.windows_limiter(account, runtime)
+    gate = klaviyo_throttle(pauses, runtime.sleep, runtime.epoch, windows_limiter=windows)
     client = KlaviyoClient(key, base_url=settings.klaviyo_api_url, gate=gate, sleep=runtime.sleep)
     return client, pauses
 
 
 Clients = dict[str, tuple[PlatformClient, PauseBook]]
+#: Each account's clients, by account name.
+AccountClients = dict[str, Clients]
 
 
 def build_clients(
     settings: Settings,
     runtime: Runtime,
     shared: Shared | None = None,
-    tokens: HubSpotTokens | None = None,
+    *,
+    account: Account | None = None,
+    tokens: TokenSource | None = None,
 ) -> Clients:
-    """One client per configured platform, each with the account's pauses and rate gate
-    (HubSpot's through the public app's stored tokens when `tokens` is given)."""
+    """One client per platform of the account (default: the settings' implicit one), each
+    with the account's own pauses and rate gate. A HubSpot token kept in the OAuth token
+    store is asked for at each call (so it is refreshed when due); a platform whose
+    credential is in a store and not there yet gets no client."""
+    who = account or Account(ACCOUNT, settings)
     clients: Clients = {}
-    if settings.hubspot_access_token is not None:
-        token = settings.hubspot_access_token.value
-        clients["hubspot"] = hubspot_client(settings, token, runtime, shared)
-    elif tokens is not None:
-        provider = installed_portal_tokens(settings, tokens)
-        clients["hubspot"] = hubspot_client(settings, provider, runtime, shared)
-    if settings.klaviyo_api_key is not None:
-        key = settings.klaviyo_api_key.value
-        clients["klaviyo"] = klaviyo_client(settings, key, runtime, shared)
+    for platform in who.platforms:
+        token: str | TokenProvider | None = who.access_token(platform, None)
+        if token is None and platform == "hubspot" and isinstance(tokens, AccountTokens):
+            token = tokens.provider(who.name)
+        elif token is None:
+            token = who.access_token(platform, tokens)
+        if token is None:
+            log.warning("account %s: no %s access token in the token store", who.name, platform)
+            continue
+        if platform == "hubspot":
+            clients[platform] = hubspot_client(who.settings, token, runtime, shared, who.name)
+        elif isinstance(token, str):
+            clients[platform] = klaviyo_client(who.settings, token, runtime, shared, who.name)
     return clients
 
 
 def build_late_data(
-    settings: Settings, clients: Clients, store: Store, runtime: Runtime, submit: Submit
+    settings: Settings, clients: AccountClients, store: Store, runtime: Runtime, submit: Submit
 ) -> LateData | None:
-    """What reads a delayed decision's missing fields from the platforms (the write
-    clients, so reads share their rate limits and pauses); None with no platform."""
-    sources: dict[str, ProfileSource] = {
-        platform: client
-        for platform, (client, _) in clients.items()
-        if isinstance(client, HubSpotClient | KlaviyoClient)
+    """What reads a delayed decision's missing fields from the platforms (each account's
+    write clients, so reads share their rate limits and pauses); None with no platform."""
+    sources: dict[str, dict[str, ProfileSource]] = {
+        account: {
+            platform: client
+            for platform, (client, _) in platforms.items()
+            if isinstance(client, HubSpotClient | KlaviyoClient)
+        }
+        for account, platforms in clients.items()
     }
-    if not sources:
+    if not any(sources.values()):
         return None
     return LateData(
         sources,
@@ -355,17 +375,39 @@ def build_late_data(
     )
 
 
-def provision(clients: Clients) -> dict[str, ProvisionReport]:
-    """Check each platform can take our properties (creating HubSpot's if missing)."""
-    reports = {}
-    for platform, (client, _) in clients.items():
-        report = client.provision()
-        reports[platform] = report
-        if report.problems:
-            log.error("%s provisioning: %s", platform, "; ".join(report.problems))
-        elif report.created:
-            log.info("%s: created %s", platform, ", ".join(report.created))
+def provision(clients: Mapping[str, Clients]) -> dict[str, dict[str, ProvisionReport]]:
+    """Check each account's platforms can take our properties (creating HubSpot's if
+    missing); one account's failure is logged and does not stop the others."""
+    reports: dict[str, dict[str, ProvisionReport]] = {}
+    for account, platforms in clients.items():
+        for platform, (client, _) in platforms.items():
+            try:
+                report = client.provision()
+            except Exception as exc:  # a platform that is down must not stop the others
+                log.error("%s/%s provisioning failed: %s", account, platform, exc)
+                continue
+            reports.setdefault(account, {})[platform] = report
+            if report.problems:
+                log.error("%s/%s provisioning: %s", account, platform, "; ".join(report.problems))
+            elif report.created:
+                log.info("%s/%s: created %s", account, platform, ", ".join(report.created))
     return reports
+
+
+def token_source(accounts: Accounts) -> TokenSource | None:
+    """For the `dcb accounts` commands: the encrypted token store, for credentials kept
+    there (`access_token = { store = "oauth" }`); None without a public app. Raises
+    `SettingsError` when stored tokens cannot be read with `DCB_SECRET_KEY`."""
+    grants = open_grants(accounts.settings)  # open for the life of the command
+    return account_tokens(accounts, grants, Runtime())
+
+
+def accounts_of(settings: Settings) -> Accounts:
+    """The accounts the settings describe: `DCB_CONFIG`'s file (its references resolved in
+    this process's environment) or the implicit account. Raises `SettingsError`."""
+    if settings.config is None:
+        return Accounts.implicit(settings)
+    return read_accounts(settings.config, settings, os.environ)
 
 
 def build_service(
@@ -374,59 +416,84 @@ def build_service(
     *,
     web: bool = True,
     workers: int = 1,
+    accounts: Accounts | None = None,
+    tokens: TokenSource | None = None,
+    portals: PortalDirectory | None = None,
 ) -> Service:
     """The running connector's parts, wired; nothing started yet.
 
     `web` builds the HTTP app's intake; `workers` is how many processor loops to run (0 for
-    a web-only process: `dcb web`). Dispatchers run wherever processors do.
+    a web-only process: `dcb web`). Dispatchers run wherever processors do, one per
+    (account, platform). `accounts` defaults to what the settings describe (`accounts_of`);
+    `tokens` resolves credentials kept in the token store; `portals` names the accounts of
+    public-app installs (default: those `dcb.toml` lists).
     """
     rt = runtime or Runtime()
-    library, ruleset = load_rules(settings)
+    group = accounts if accounts is not None else accounts_of(settings)
+    library, fallback = load_rules(settings)
+    rulesets = _rulesets(group, library, {settings.rules: fallback})
+    windows = {a.name: a.settings.abandon_after for a in group}
     shared = Shared.from_settings(settings)
     grants = open_grants(settings, shared)
-    tokens = hubspot_tokens(settings, grants, rt) if settings.hubspot_oauth else None
+    installs = account_tokens(group, grants, rt)
+    tokens = tokens if tokens is not None else installs
+    if portals is None and installs is not None:
+        public = {a.account_id("hubspot"): a.name for a in group if a.hubspot_app == PUBLIC}
+        portals = InstalledPortals(installs, {p: n for p, n in public.items() if p})
     store = open_store(settings, shared)
     metrics = Metrics(store.depth)
-    clients = build_clients(settings, rt, shared, tokens) if workers else {}
+    clients: AccountClients = {}
+    if workers:
+        for account in group:
+            clients[account.name] = build_clients(
+                account.settings, rt, shared, account=account, tokens=tokens
+            )
     instance = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     fetches = ThreadPoolExecutor(max_workers=FETCH_THREADS, thread_name_prefix="dcb-fetch")
     late_data = build_late_data(settings, clients, store, rt, fetches.submit)
     processors = [
         Processor(
             store,
-            lambda _account: ruleset,
+            rulesets.__getitem__,
             library.renderer,
             rt.clock,
             consumer=f"{instance}-{n}",
             abandon_after=settings.abandon_after,
+            abandon_after_for=windows.get,
             on_decided=metrics.decided,
             late_data=late_data,
         )
         for n in range(workers)
     ]
-    report = RuntimeReport(ACCOUNT, {p: pauses for p, (_, pauses) in clients.items()}, rt.epoch)
+    reports = {
+        name: RuntimeReport(name, {p: pauses for p, (_, pauses) in platforms.items()}, rt.epoch)
+        for name, platforms in clients.items()
+    }
+    revalidation = Revalidation(store, rulesets.__getitem__, rt.clock)
+    dispatchers = []
+    for account in group:
+        report = reports.get(account.name)
+        for platform, (client, pauses) in clients.get(account.name, {}).items():
 
-    def settled(settlements: Sequence[Settlement]) -> None:
-        metrics.settled(settlements, rt.epoch())
-        report.settled(settlements)
+            def settled(settlements: Sequence[Settlement], report: Any = report) -> None:
+                metrics.settled(settlements, rt.epoch())
+                report.settled(settlements)
 
-    revalidation = Revalidation(store, lambda _account: ruleset, rt.clock)
-    dispatchers = [
-        Dispatcher(
-            store,
-            ACCOUNT,
-            platform,
-            Deliverer(client, pauses, sleep=rt.sleep, random=rt.random).deliver,
-            client.max_batch,
-            rt.epoch,
-            flush_seconds=settings.flush_ms / 1000,
-            pace_seconds=PACE_SECONDS[platform](settings),
-            on_settled=settled,
-            still_valid=revalidation.still_valid,
-            redecide=revalidation.redecide,
-        )
-        for platform, (client, pauses) in clients.items()
-    ]
+            dispatchers.append(
+                Dispatcher(
+                    store,
+                    account.name,
+                    platform,
+                    Deliverer(client, pauses, sleep=rt.sleep, random=rt.random).deliver,
+                    client.max_batch,
+                    rt.epoch,
+                    flush_seconds=settings.flush_ms / 1000,
+                    pace_seconds=PACE_SECONDS[platform](account.settings),
+                    on_settled=settled,
+                    still_valid=revalidation.still_valid,
+                    redecide=revalidation.redecide,
+                )
+            )
     intake = Intake(store, rt.clock)
 
     def ready() -> tuple[bool, dict[str, Any]]:
@@ -446,12 +513,16 @@ def build_service(
         if status in (200, 202) and service_ref:
             service_ref[0].events_arrived()
 
-    flow = install_flow(settings, grants, tokens, rt) if web and tokens is not None else None
+    flow = None
+    if web and installs is not None and settings.secret_keys:
+        flow = install_flow(settings, grants, installs.tokens, rt, group.hubspot_app_secrets)
     pull = None
     if web:
+        served = {a.name: (rulesets[a.name], a.settings) for a in group}
+        served.setdefault(ACCOUNT, (fallback, settings))  # the environment's, even idle
         pull = open_pull(
             settings, store, shared.redis, shared.keys, settings.data_dir / STORE_FILE,
-            library, ruleset, metrics, rt.clock,
+            library, served, metrics, rt.clock,
         )  # fmt: skip
 
     def extra_routes(app: Flask) -> None:
@@ -462,7 +533,7 @@ def build_service(
             add_pull_route(app, route, epoch=rt.epoch, answered=metrics.answered)
 
     app = create_app(
-        build_endpoints(settings) if web else [],
+        build_endpoints(group, portals) if web else [],
         intake,
         ready=ready,
         metrics=metrics.exposition,
@@ -495,7 +566,7 @@ def build_service(
         upkeep=upkeep,
         close=close,
         fire_timers=lambda: store.fire_timers(rt.epoch()),
-        publish=lambda: store.save_runtime(ACCOUNT, report.snapshot()),
+        publish=lambda: _publish(store, reports),
     )
     service_ref.append(service)
     app.extensions["dcb"] = {
@@ -503,7 +574,26 @@ def build_service(
         "store": store,
         "clients": clients,
         "grants": grants,
-        "tokens": tokens,
+        "tokens": installs.tokens if installs is not None else None,
         "pull": pull,
+        "accounts": group,
     }
     return service
+
+
+def _rulesets(
+    group: Accounts, library: BlockLibrary, loaded: dict[Any, RuleSet]
+) -> dict[str, RuleSet]:
+    """Each account's rule set (each file loaded once); raises `DocumentError`."""
+    found = {}
+    for account in group:
+        path = account.settings.rules
+        if path not in loaded:
+            loaded[path] = load_ruleset_file(path, library.catalogue)
+        found[account.name] = loaded[path]
+    return found
+
+
+def _publish(store: Store, reports: Mapping[str, RuntimeReport]) -> None:
+    for name, report in reports.items():
+        store.save_runtime(name, report.snapshot())

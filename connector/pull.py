@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
@@ -51,7 +51,6 @@ from connector.core.lookup import (
 from connector.core.processing import Renderer
 from connector.core.rules import RuleSet
 from connector.core.storage import PipelineStore
-from connector.endpoints import ACCOUNT
 from connector.metrics import Metrics
 from connector.rulesets import example_text
 from connector.settings import Settings
@@ -73,16 +72,14 @@ class CacheObserver:
 
 @dataclass
 class PullService:
-    """Looks up current decisions; thread-safe. `accounts` are the accounts served."""
+    """Looks up current decisions; thread-safe. `rules` names the accounts served."""
 
     store: PipelineStore
-    ruleset: RuleSet
-    rules_version: str
+    rules: Mapping[str, tuple[RuleSet, str]]  # account -> its rule set and rules version
     renderer: Renderer
     l1: MemoryDecisionCache
     l2: DecisionCache
     clock: Callable[[], datetime]
-    accounts: tuple[str, ...]
     ttl: float = 300.0
     budget: float = 0.25
     observer: CacheObserver = field(default_factory=CacheObserver)
@@ -90,13 +87,13 @@ class PullService:
     _pool: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(LOOKUP_THREADS, "dcb-pull")
     )
-    _fallback: CachedDecision | None = None
+    _fallback: dict[str, CachedDecision] = field(default_factory=dict)  # by account
 
     def lookup(self, platform: str, account: str, profile_id: str) -> PullResult:
         """The current decision of the profile `profile_id` names on `platform`; raises
         `PullError` (404 unknown platform or account, 400 an unusable profile id). A
         lookup that fails or outlasts the budget answers the fallback block."""
-        if account not in self.accounts:
+        if account not in self.rules:
             raise PullError(404, f"unknown account {account!r}")
         identifiers = profile_identifiers(platform, profile_id)
         self.on_first_use()
@@ -111,7 +108,7 @@ class PullService:
         except Exception as exc:  # a store outage must not fail the page that asked
             log.error("pull lookup failed, serving the fallback: %s", type(exc).__name__)
             reason = "the store is unavailable"
-        return PullResult(self._fallback_for(reason), None, "fallback", cacheable=False)
+        return PullResult(self._fallback_for(account, reason), None, "fallback", cacheable=False)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -119,13 +116,14 @@ class PullService:
     def _lookup(self, account: str, identifiers: dict[str, str]) -> PullResult:
         key = self.store.resolve_profile(account, identifiers)
         if key is None:
-            return PullResult(self._fallback_for("unknown profile"), None, "fallback")
+            return PullResult(self._fallback_for(account, "unknown profile"), None, "fallback")
+        ruleset, rules_version = self.rules[account]
         version = self.store.context_version(account, key)
         now = self.clock()
         epoch = now.timestamp()
         for layer, cache in (("l1", self.l1), ("l2", self.l2)):
             entry = cache.get(account, key)
-            if entry is not None and entry.serves(version, self.rules_version, epoch, self.ttl):
+            if entry is not None and entry.serves(version, rules_version, epoch, self.ttl):
                 self.observer.looked_up(layer, "hit")
                 self.observer.aged(layer, max(0.0, epoch - entry.stored_at))
                 if layer == "l2":
@@ -133,21 +131,22 @@ class PullService:
                 return PullResult(entry.decision, key, layer)
             self.observer.looked_up(layer, "miss")
         context = self.store.load_context(account, key)
-        decision = current_decision(self.ruleset, self.renderer, context, now)
-        entry = CachedDecision(version, self.rules_version, epoch, decision)
+        decision = current_decision(ruleset, self.renderer, context, now)
+        entry = CachedDecision(version, rules_version, epoch, decision)
         self.l2.put(account, key, entry)
         self.l1.put(account, key, entry)
         return PullResult(decision, key, "decided")
 
-    def _fallback_for(self, reason: str) -> CurrentDecision:
-        """The fallback block for a profile the connector knows nothing of (rendered once
-        per `ttl`: it depends on nothing but the rules and the time)."""
+    def _fallback_for(self, account: str, reason: str) -> CurrentDecision:
+        """The account's fallback block for a profile the connector knows nothing of
+        (rendered once per `ttl`: it depends on nothing but the rules and the time)."""
+        ruleset, rules_version = self.rules[account]
         now = self.clock()
-        cached = self._fallback
-        if cached is None or not cached.serves(0, self.rules_version, now.timestamp(), self.ttl):
-            decision = fallback_decision(self.ruleset, self.renderer, now, reason)
-            cached = self._fallback = CachedDecision(
-                0, self.rules_version, now.timestamp(), decision
+        cached = self._fallback.get(account)
+        if cached is None or not cached.serves(0, rules_version, now.timestamp(), self.ttl):
+            decision = fallback_decision(ruleset, self.renderer, now, reason)
+            cached = self._fallback[account] = CachedDecision(
+                0, rules_version, now.timestamp(), decision
             )
         decision = cached.decision
         if decision.reason == reason:
@@ -189,13 +188,14 @@ def open_pull(
     keys: RedisKeys,
     store_file: Path,
     library: BlockLibrary,
-    ruleset: RuleSet,
+    rulesets: Mapping[str, tuple[RuleSet, Settings]],
     metrics: Metrics,
     clock: Callable[[], datetime],
 ) -> Pull:
     """The decision lookup behind `GET /v1/blocks/...` (for the composition root): L1 in
     this process, L2 in `redis` (with pub/sub eviction hints, listened to from the first
-    lookup on) or the embedded store's `store_file`."""
+    lookup on) or the embedded store's `store_file`. `rulesets` holds each account's rule
+    set and the settings it was read with."""
     ttl = settings.pull_cache_ttl.total_seconds()
     l1 = MemoryDecisionCache(settings.pull_cache_size)
     l2: RedisDecisionCache | SqliteDecisionCache
@@ -206,15 +206,17 @@ def open_pull(
     else:
         l2 = SqliteDecisionCache(store_file)
         start, closers = (lambda: None), [l2.close]
+    rules = {
+        account: (ruleset, rules_version(own, ruleset))
+        for account, (ruleset, own) in rulesets.items()
+    }
     service = PullService(
         store,
-        ruleset,
-        rules_version(settings, ruleset),
+        rules,
         library.renderer,
         l1,
         l2,
         clock,
-        (ACCOUNT,),
         ttl=ttl,
         budget=settings.pull_budget_ms / 1000,
         observer=CacheObserver(metrics.cache_looked_up, metrics.cache_entry_aged),

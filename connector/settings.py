@@ -52,6 +52,7 @@ def _secrets(raw: str | None) -> tuple[Secret, ...]:
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path = Path(".dcb")
+    config: Path | None = None  # dcb.toml: the accounts (connector/accounts.py)
     rules: Path | None = None
     blocks_dir: Path | None = None
     public_url: str | None = None
@@ -289,6 +290,7 @@ class _Reader:
         key = self.text("DCB_KLAVIYO_API_KEY")
         settings = Settings(
             data_dir=self.path("DCB_DATA_DIR", must_exist=False) or Path(".dcb"),
+            config=self.path("DCB_CONFIG", must_exist=True),
             rules=self.path("DCB_RULES", must_exist=True),
             blocks_dir=self.path("DCB_BLOCKS_DIR", must_exist=True),
             public_url=self.url("DCB_PUBLIC_URL", None),

@@ -1,6 +1,8 @@
-"""The Flask app: raw bytes -> verify -> parse -> enqueue -> 2xx. No business logic.
+"""The Flask app: raw bytes -> verify -> parse -> route -> enqueue -> 2xx. No business logic.
 
-`create_app` takes every endpoint already wired (its verification and parser, built by
+Verification names the account the request is for; routing hands each account its events
+(403 when none is for an account the request may touch). `create_app` takes every
+endpoint already wired (its verification, parser and routing, built by
 the composition root), the `Intake` that queues what they parse, and readiness and metrics
 callables. Every refused request is one log line with its reason, never a traceback; the
 response body says only what the sender may know (never which check failed).
@@ -19,7 +21,7 @@ from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from connector.core.inbound import ParseError, ParseResult
-from connector.core.intake import Intake, Receipt
+from connector.core.intake import Intake, Receipt, Routed
 from connector.core.storage import Backpressure
 from webhooks.signatures import SignatureError
 
@@ -44,12 +46,21 @@ class RawRequest:
 
 Verify = Callable[[RawRequest, datetime], str]
 Parse = Callable[[RawRequest, datetime], ParseResult]
+#: Splits what an account's request carried into each account's share (pinning it to the
+#: platform account it verified for); raises `Refused` when none of it is for an account.
+Route = Callable[[str, ParseResult], Sequence[Routed]]
+
+
+class Refused(Exception):
+    """A verified request that belongs to no account it may touch (403)."""
 
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
     """One inbound route. `verify` returns the account the request belongs to or raises
-    `SignatureError`; `off_reason` set means the platform is not configured (404)."""
+    `SignatureError`; `route` (default: everything to that account, for `platforms`) says
+    which account gets which events; `off_reason` set means the platform is not configured
+    (404)."""
 
     path: str
     name: str
@@ -60,6 +71,12 @@ class Endpoint:
     require_event: bool = False
     retry_after_ms: bool = False  # HubSpot workflows read Retry-After in milliseconds
     off_reason: str | None = None
+    route: Route | None = None
+
+    def routed(self, account: str, result: ParseResult) -> Sequence[Routed]:
+        if self.route is None:
+            return [Routed(account, self.platforms, result)]
+        return self.route(account, result)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,9 +168,11 @@ def _handle(
     except ParseError as exc:
         return _refuse(endpoint, 400, str(exc), str(exc))
     try:
-        receipt = intake.accept(
-            account, endpoint.platforms, result, require_event=endpoint.require_event
-        )
+        parts = endpoint.routed(account, result)
+    except Refused as exc:
+        return _refuse(endpoint, 403, str(exc), "forbidden")
+    try:
+        receipt = intake.accept_routed(parts, require_event=endpoint.require_event)
     except Backpressure as exc:
         response, status = _refuse(endpoint, 429, str(exc), "queue full, retry later")
         wait = BACKPRESSURE_RETRY_SECONDS

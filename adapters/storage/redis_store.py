@@ -49,6 +49,7 @@ from redis import Redis
 from redis.exceptions import ResponseError
 
 from adapters.storage import redis_constants as c
+from adapters.storage.redis_erase import erase_account
 from adapters.storage.redis_keys import RedisKeys
 from adapters.storage.redis_scripts import StoreScripts
 from adapters.storage.redis_status import account_status, redis_health
@@ -272,6 +273,10 @@ class RedisPipelineStore:
              k.context_version(account, profile_key), k.decision(account, profile_key)],
             args,
         )
+
+    def erase_account(self, account: str) -> dict[str, int]:
+        """Forget the account: its keys, and its entries in the shared streams and timers."""
+        return erase_account(self.client, self.keys, self.group, account)
 
     # --- delivery -------------------------------------------------------------------------
 

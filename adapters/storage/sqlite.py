@@ -39,6 +39,11 @@ LEASE_SECONDS = 30.0
 #: The most enqueue requests one group commit takes; bounds one transaction's size.
 GROUP_LIMIT = 512
 
+#: Every table with an `account` column: what erasing an account empties.
+ACCOUNT_TABLES = (
+    "events", "dedup", "identities", "contexts", "pending", "written", "dead_letters", "timers",
+)  # fmt: skip
+
 _Job = tuple[Sequence[Inbound], float, "Future[EnqueueResult]"]
 
 
@@ -277,6 +282,24 @@ class SqlitePipelineStore:
                     (account, profile_key),
                 )
             _bump_context_version(db, account, profile_key)
+
+    def erase_account(self, account: str) -> dict[str, int]:
+        """Delete every row of the account, in one transaction."""
+        with self._transaction() as db:
+            gone = {
+                table: db.execute(f"DELETE FROM {table} WHERE account = ?", (account,)).rowcount
+                for table in ACCOUNT_TABLES
+            }
+            db.execute("DELETE FROM meta WHERE key = ?", (f"runtime:{account}",))
+        with self._depth_lock:
+            self._depth = max(0, self._depth - gone["events"])
+        return {
+            "events": gone["events"],
+            "profiles": gone["contexts"],
+            "pending": gone["pending"],
+            "timers": gone["timers"],
+            "dead_letters": gone["dead_letters"],
+        }
 
     # --- delivery -------------------------------------------------------------------------
 

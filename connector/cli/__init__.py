@@ -11,6 +11,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from connector.cli import accounts as accounts_command
 from connector.cli import blocks as blocks_command
 from connector.cli import hubspot_project as hubspot_project_command
 from connector.cli import identity as identity_command
@@ -34,6 +35,7 @@ COMMANDS = [
     secrets_command,
     hubspot_project_command,
     identity_command,
+    accounts_command,
 ]
 
 

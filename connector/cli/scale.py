@@ -20,11 +20,12 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
+from connector.accounts import Accounts
 from connector.bootstrap import build_service, provision
-from connector.cli.serve import SWITCH_INTERVAL, load_settings
+from connector.cli.serve import SWITCH_INTERVAL, describe, load_config
 from connector.core.documents import DocumentError
 from connector.metrics import enable_multiprocess
-from connector.settings import Settings, SettingsError
+from connector.settings import SettingsError
 
 log = logging.getLogger("dcb")
 
@@ -45,10 +46,11 @@ def register(subparsers: Any) -> None:
     worker.set_defaults(func=run_worker)
 
 
-def _redis_settings() -> Settings | None:
-    settings = load_settings()
-    if settings is None:
+def _redis_accounts() -> Accounts | None:
+    accounts = load_config()
+    if accounts is None:
         return None
+    settings = accounts.settings
     if settings.redis_url is None:
         print(
             "this command needs DCB_REDIS_URL (on one machine without Redis, use dcb serve)",
@@ -56,14 +58,14 @@ def _redis_settings() -> Settings | None:
         )
         return None
     logging.getLogger().setLevel(settings.log_level)
-    return settings
+    return accounts
 
 
 class _Gunicorn(BaseApplication):  # type: ignore[misc]
     """gunicorn with our options; each worker builds the app after the fork."""
 
-    def __init__(self, settings: Settings, options: dict[str, Any]) -> None:
-        self._settings = settings
+    def __init__(self, accounts: Accounts, options: dict[str, Any]) -> None:
+        self._accounts = accounts
         self._options = options
         super().__init__()
 
@@ -72,20 +74,21 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
             self.cfg.set(key, value)
 
     def load(self) -> Any:
-        service = build_service(self._settings, workers=0)
+        service = build_service(self._accounts.settings, workers=0, accounts=self._accounts)
         service.start()
         return service.app
 
 
 def run_web(args: argparse.Namespace) -> int:
-    settings = _redis_settings()
-    if settings is None:
+    accounts = _redis_accounts()
+    if accounts is None:
         return 1
+    settings = accounts.settings
     enable_multiprocess(
         os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="dcb-metrics-"))
     )
     try:
-        build_service(settings, workers=0).close()  # fail fast on bad rules or blocks
+        build_service(settings, workers=0, accounts=accounts).close()  # fail fast on bad rules
     except (DocumentError, SettingsError) as exc:  # bad rules, or keys that read no token
         print(exc, file=sys.stderr)
         return 1
@@ -100,17 +103,20 @@ def run_web(args: argparse.Namespace) -> int:
         "loglevel": settings.log_level.lower(),
         "proc_name": "dcb-web",
     }
-    _Gunicorn(settings, options).run()
+    _Gunicorn(accounts, options).run()
     return 0
 
 
 def run_worker(args: argparse.Namespace) -> int:
-    settings = _redis_settings()
-    if settings is None:
+    accounts = _redis_accounts()
+    if accounts is None:
         return 1
+    settings = accounts.settings
     sys.setswitchinterval(SWITCH_INTERVAL)
     try:
-        service = build_service(settings, web=False, workers=max(1, args.concurrency))
+        service = build_service(
+            settings, web=False, workers=max(1, args.concurrency), accounts=accounts
+        )
     except (DocumentError, SettingsError) as exc:  # bad rules, or keys that read no token
         print(exc, file=sys.stderr)
         return 1
@@ -127,9 +133,9 @@ def run_worker(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, stop)
     service.start()
     log.info(
-        "dcb worker running %d processor loops (platforms: %s)",
+        "dcb worker running %d processor loops (accounts: %s)",
         args.concurrency,
-        ", ".join(settings.platforms) or "none",
+        describe(accounts),
     )
     stopped.wait()
     log.info("stopping: finishing what this worker holds")

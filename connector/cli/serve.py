@@ -12,6 +12,7 @@ from typing import Any
 
 from waitress import create_server
 
+from connector.accounts import Accounts, load_accounts
 from connector.bootstrap import build_service, provision
 from connector.core.documents import DocumentError
 from connector.settings import Settings, SettingsError
@@ -48,16 +49,32 @@ def load_settings() -> Settings | None:
         return None
 
 
+def load_config() -> Accounts | None:
+    """The settings and every account (`DCB_CONFIG`), or None after printing every problem
+    (each with its file and line)."""
+    try:
+        return load_accounts(os.environ)
+    except SettingsError as exc:
+        print(exc, file=sys.stderr)
+        return None
+
+
+def describe(accounts: Accounts) -> str:
+    """`shop-one (hubspot), shop-two (klaviyo)`, for start-up log lines."""
+    return ", ".join(f"{a.name} ({'+'.join(a.platforms)})" for a in accounts) or "none"
+
+
 def run(args: argparse.Namespace) -> int:
-    settings = load_settings()
-    if settings is None:
+    accounts = load_config()
+    if accounts is None:
         return 1
+    settings = accounts.settings
     logging.getLogger().setLevel(settings.log_level)
     # Web threads wait on the GIL while workers decide and render: hand it over every
     # millisecond (default 5) so acknowledgements stay quick under load.
     sys.setswitchinterval(SWITCH_INTERVAL)
     try:
-        service = build_service(settings)
+        service = build_service(settings, accounts=accounts)
     except (DocumentError, SettingsError) as exc:  # bad rules, or keys that read no token
         print(exc, file=sys.stderr)
         return 1
@@ -82,10 +99,10 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     log.info(
-        "dcb serving on http://%s:%s (platforms: %s, data: %s)",
+        "dcb serving on http://%s:%s (accounts: %s, data: %s)",
         args.host,
         server.effective_port,
-        ", ".join(settings.platforms) or "none",
+        describe(accounts),
         settings.data_dir,
     )
     try:

@@ -9,7 +9,7 @@ API's body: one canonical event or a list of them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -34,6 +34,15 @@ class Receipt:
     body: Mapping[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class Routed:
+    """A parsed body's share for one account, and the platforms to decide it for."""
+
+    account: str
+    platforms: tuple[str, ...]
+    result: ParseResult
+
+
 @dataclass
 class Intake:
     store: PipelineStore
@@ -48,16 +57,23 @@ class Intake:
         require_event: bool = False,
     ) -> Receipt:
         """Queue the result's events (for `platforms`) and erase requests."""
-        items = [Inbound(account, e.event_id, e.to_json(), platforms) for e in result.events]
-        items += [
-            Inbound(account, f"erase:{r.dedup_key}",
-                    {ERASE: r.profile.to_json(), "source": r.source}, platforms)
-            for r in result.erasures
-        ]  # fmt: skip
+        return self.accept_routed([Routed(account, platforms, result)], require_event=require_event)
+
+    def accept_routed(self, parts: Sequence[Routed], *, require_event: bool = False) -> Receipt:
+        """Queue each part's events and erase requests for its account, in one enqueue."""
+        items: list[Inbound] = []
+        for part in parts:
+            account, platforms, result = part.account, part.platforms, part.result
+            items += [Inbound(account, e.event_id, e.to_json(), platforms) for e in result.events]
+            items += [
+                Inbound(account, f"erase:{r.dedup_key}",
+                        {ERASE: r.profile.to_json(), "source": r.source}, platforms)
+                for r in result.erasures
+            ]  # fmt: skip
         summary: dict[str, Any] = {
-            "dropped": len(result.dropped),
-            "rejected": len(result.malformed),
-            "reasons": _reasons(result),
+            "dropped": sum(len(p.result.dropped) for p in parts),
+            "rejected": sum(len(p.result.malformed) for p in parts),
+            "reasons": [r for p in parts for r in _reasons(p.result)][:20],
         }
         if not items:
             if require_event:

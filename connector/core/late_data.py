@@ -91,7 +91,7 @@ class Ask:
 class LateData:
     """Fetches missing profile fields within a budget; see the module docstring."""
 
-    sources: Mapping[str, ProfileSource]
+    sources: Mapping[str, Mapping[str, ProfileSource]]  # account -> platform -> its reader
     submit: Submit
     store: PipelineStore
     clock: Callable[[], datetime]
@@ -120,11 +120,14 @@ class LateData:
         if not wanted:
             return None
         identifiers = dict(context.get("identifiers") or {})
-        platform = next((p for p in platforms if self._can_address(p, identifiers)), None)
+        readers = self.sources.get(account, {})
+        platform = next(
+            (p for p in platforms if p in readers and self._can_address(p, identifiers)), None
+        )
         if platform is None:
             return None
         fields = tuple(dict.fromkeys(f for f in map(fetchable, wanted) if f is not None))
-        source = self.sources[platform]
+        source = readers[platform]
         profile = ProfileRef(**{k: identifiers[k] for k in IDENTIFIER_KINDS if k in identifiers})
         future = self.submit(lambda: source.fetch(profile, fields))
         return Ask(
@@ -221,8 +224,6 @@ class LateData:
         self.store.set_timer(ask.account, RETRY_TIMER + ask.profile_key, timer)
 
     def _can_address(self, platform: str, identifiers: Mapping[str, str]) -> bool:
-        if platform not in self.sources:
-            return False
         usable = PLATFORM_IDENTIFIERS.get(platform, ())
         return any(identifiers.get(kind) for kind in usable)
 

@@ -136,3 +136,25 @@ class ProfileSource(Protocol):
         for `profile`; never raises for a platform answer. Does not wait out a pause: a
         paused account answers RETRY at once."""
         ...
+
+
+class TokenSource(Protocol):
+    """Where an account's platform credential lives when it is not in the environment:
+    the encrypted token store that OAuth installs fill (`access_token = { store = "oauth" }`
+    in `dcb.toml`)."""
+
+    def access_token(self, account: str) -> str | None:
+        """The account's current access token, or None when it holds none (not installed,
+        or disconnected)."""
+        ...
+
+    def erase(self, account: str) -> bool:
+        """Forget every token of the account; True when there was one."""
+        ...
+
+
+class PortalDirectory(Protocol):
+    """Which account a HubSpot portal is, for the public app (one client secret for every
+    portal): a request it signed belongs to the account of its `portalId`, if any."""
+
+    def account_for(self, portal_id: str) -> str | None: ...

@@ -94,6 +94,8 @@ class Processor:
     clock: Callable[[], datetime]
     consumer: str = "processor"
     abandon_after: timedelta = DEFAULT_ABANDON_AFTER  # the account's; a rule set's wins
+    #: An account's own window, when it has one (else `abandon_after`).
+    abandon_after_for: Callable[[str], timedelta | None] = field(default=lambda _account: None)
     on_decided: Callable[[Decided], None] = field(default=lambda _outcome: None)
     late_data: LateData | None = None  # reads missing profile fields from the platforms
 
@@ -147,7 +149,8 @@ class Processor:
     ) -> None:
         """Arm, re-arm or disarm the profile's abandonment timer. Done before the commit
         that settles these events: a crash in between only repeats the same change."""
-        change = timer_for(events, context, ruleset.abandon_after or self.abandon_after)
+        window = ruleset.abandon_after or self.abandon_after_for(account) or self.abandon_after
+        change = timer_for(events, context, window)
         if isinstance(change, Arm):
             timer = Timer(
                 change.fire_at.timestamp(), str(change.event["event_id"]), change.event, platforms
@@ -209,6 +212,11 @@ class Processor:
         if "last_event" not in context:
             log.info("nothing to decide for %s: no context (erased?)", key)
             return None
+        try:
+            ruleset = self.ruleset_for(account)
+        except KeyError:  # queued before the account was removed from the configuration
+            log.error("dropping events of account %s: it is not configured", account)
+            return None
         if any(item.fetched is not None for item in items):
             self.store.clear_timer(account, RETRY_TIMER + key)  # the late answer came
         for item in items:
@@ -219,7 +227,6 @@ class Processor:
                     context, answer.fields, asked,
                     stamp=answer.updated_at or now, now=now, fresh_until=now + ttl,
                 )  # fmt: skip
-        ruleset = self.ruleset_for(account)
         platforms = tuple(_writable(context, items))
         self._rearm(account, key, events, context, platforms, ruleset)
         event = parse_event(context["last_event"], received_at=now)

@@ -172,6 +172,13 @@ class PipelineStore(Protocol):
         """Forget everything held on a profile (a platform's deletion or privacy request)."""
         ...
 
+    def erase_account(self, account: str) -> dict[str, int]:
+        """Forget everything held for the account: queued events, contexts, identity links,
+        pending and written properties, timers, dead letters, dedup keys, rate-limit and
+        pause state, runtime reports; nothing of another account. Returns counts of what
+        went (`events`, `profiles`, `pending`, `timers`, `dead_letters`)."""
+        ...
+
     def depth(self) -> int:
         """Events queued and not yet settled."""
         ...

@@ -273,7 +273,8 @@ def test_a_field_read_in_time_writes_only_the_real_block(fetching: Running) -> N
     fetching.hubspot.add_contact("ada@example.com", city="New York")
     clients = fetching.service.app.extensions["dcb"]["clients"]
     late = fetching.service.processors[0].late_data
-    assert late is not None and late.sources["hubspot"] is clients["hubspot"][0]  # one gate
+    assert late is not None
+    assert late.sources["default"]["hubspot"] is clients["default"]["hubspot"][0]  # one gate
     _post_event(fetching, "ada@example.com")
     fetching.wait_for(lambda: _blocks_written(fetching, "ada@example.com") != [])
     time.sleep(0.3)  # nothing else follows

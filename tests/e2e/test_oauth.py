@@ -196,7 +196,7 @@ def test_an_uninstalled_app_disconnects_and_writes_wait_until_reinstalled(
     assert connector.grants().installed_portals() == {PORTAL}  # kept until removed
     store = connector.service.app.extensions["dcb"]["store"]
     connector.wait_for(lambda: _pending(store, "hubspot") == 1)
-    _, pauses = connector.service.app.extensions["dcb"]["clients"]["hubspot"]
+    _, pauses = connector.service.app.extensions["dcb"]["clients"]["default"]["hubspot"]
     assert any("disconnected" in p.reason for p in pauses.active())
     assert not connector.landed("b@example.com")
     assert store.dead_letters(10) == []

@@ -68,13 +68,11 @@ def service(store: Any, tmp_path: Path, clock: Clock, **options: Any) -> PullSer
     library, ruleset = load_rules(Settings())
     return PullService(
         store,
-        ruleset,
-        "v1",
+        {"default": (ruleset, "v1")},
         library.renderer,
         MemoryDecisionCache(100),
         SqliteDecisionCache(tmp_path / "dcb.sqlite3"),
         clock,
-        ("default",),
         **options,
     )
 
@@ -136,7 +134,7 @@ def test_a_new_rules_version_misses(store: SqlitePipelineStore, tmp_path: Path) 
     first = service(store, tmp_path, Clock())
     first.lookup("klaviyo", "default", "ada@example.com")
     second = service(store, tmp_path, Clock())
-    second.rules_version = "v2"
+    second.rules = {"default": (second.rules["default"][0], "v2")}
     assert second.lookup("klaviyo", "default", "ada@example.com").source == "decided"
     first.close()
     second.close()

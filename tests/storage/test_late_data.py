@@ -121,7 +121,7 @@ def _rig(store: Store, hubspot: FakeHubSpotApi, submit: Callable[..., Future[Fet
     gate = hubspot_throttle(Pauses(time.time), time.sleep, time.time)
     client = HubSpotClient("pat-test", base_url=hubspot.base_url, gate=gate, timeout=5.0,
                            schema=load_manifest().property_schema)
-    late = LateData({"hubspot": client}, submit, store, clock, budget=budget,
+    late = LateData({"default": {"hubspot": client}}, submit, store, clock, budget=budget,
                     ttl=timedelta(minutes=10))
     processor = Processor(store, lambda _a: ruleset, library.renderer, clock, late_data=late)
     dispatcher = Dispatcher(store, ACCOUNT, "hubspot", client.write, 100, clock.epoch,
@@ -266,7 +266,7 @@ def test_klaviyo_profiles_are_read_by_email(store: Store, executor: ThreadPoolEx
         ruleset = load_ruleset(RULES, "late.yaml", library.catalogue)
         gate = klaviyo_throttle(Pauses(time.time), time.sleep, time.time)
         client = KlaviyoClient("pk_test", base_url=klaviyo.base_url, gate=gate, sleep=time.sleep)
-        late = LateData({"klaviyo": client}, executor.submit, store, clock, budget=0.5)
+        late = LateData({"default": {"klaviyo": client}}, executor.submit, store, clock, budget=0.5)
         processor = Processor(store, lambda _a: ruleset, library.renderer, clock, late_data=late)
         body = {"type": "cart_updated", "event_id": "k1", "occurred_at": START.isoformat(),
                 "profile": {"email": "ada@example.com"}, "properties": {"cart_value": 50.0}}

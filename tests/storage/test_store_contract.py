@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 
 import pytest
 
 from connector.core.pauses import Pauses
 from connector.core.properties import fingerprint
-from connector.core.storage import Backpressure, Inbound, PendingWrite, ProfileUpdate, Settlement
+from connector.core.storage import (
+    Backpressure,
+    Inbound,
+    PendingWrite,
+    ProfileUpdate,
+    Settlement,
+    Timer,
+)
 from connector.runtime_report import RuntimeReport
 from tests.storage.conftest import Store
 
@@ -267,3 +275,45 @@ def test_a_profile_s_context_version_is_its_own(store: Store) -> None:
     assert store.context_version("default", "email:a@x.y") == before
     assert store.context_version("default", "email:b@x.y") > 0
     assert store.context_version("shop2", "email:a@x.y") == 0
+
+
+def fill(store: Store, account: str) -> None:
+    """One of everything an account can hold: a queued and a held event, a context with
+    identity links, a pending and a written write, a timer, a dead letter, a report."""
+    store.enqueue([inbound(f"{account}-q", account), inbound(f"{account}-h", account)], T)
+    key = f"email:{account}@x.y"
+    props = {"dcb_block": account}
+    pending = PendingWrite(account, "hubspot", key, {"email": f"{account}@x.y"}, props,
+                           fingerprint=fingerprint(props))  # fmt: skip
+    store.commit([ProfileUpdate(account, key, {"block": account}, [pending],
+                                {"email": f"{account}@x.y"})], [], T)  # fmt: skip
+    [due] = store.take_due(account, "hubspot", 10, T)
+    store.settle([Settlement(due, "written")], T)
+    store.commit([ProfileUpdate(account, key, {"block": "next"}, [replace(pending, properties={
+        "dcb_block": "next"}, fingerprint=fingerprint({"dcb_block": "next"}))])], [], T)  # fmt: skip
+    event = {"type": "cart_abandoned", "event_id": f"{account}-t", "profile": {"email": "x"}}
+    store.set_timer(account, key, Timer(T + 3600, f"{account}-t", event, ("hubspot",)))
+    dead = PendingWrite(account, "klaviyo", key, {"email": f"{account}@x.y"}, props)
+    store.settle([Settlement(dead, "fatal", "400")], T)
+    store.save_runtime(account, {"account": account, "reported_at": T, "paused": {}})
+
+
+def test_erase_account_forgets_that_account_only(store: Store) -> None:
+    fill(store, "shop1")
+    fill(store, "shop2")
+    held = store.claim("w", 1, T)  # shop1's first event, held by a worker
+    assert [c.account for c in held] == ["shop1"]
+    gone = store.erase_account("shop1")
+    assert gone == {"events": 2, "profiles": 1, "pending": 1, "timers": 1, "dead_letters": 1}
+    assert store.load_context("shop1", "email:shop1@x.y") is None
+    assert store.resolve_profile("shop1", {"email": "shop1@x.y"}) is None
+    assert store.take_due("shop1", "hubspot", 10, 1e12) == []
+    assert [d.account for d in store.dead_letters()] == ["shop2"]
+    assert store.fire_timers(T + 7200) == 1  # shop2's timer only
+    assert {c.account for c in store.claim("w2", 100, T + 7200)} == {"shop2"}
+    assert "shop1" not in store.status(T)["accounts"]
+    assert store.enqueue([inbound("shop1-q", "shop1")], T).accepted == 1  # dedup forgotten
+    assert store.enqueue([inbound("shop2-q", "shop2")], T).duplicates == 1
+    assert store.load_context("shop2", "email:shop2@x.y") == {"block": "next"}
+    assert [w.properties["dcb_block"] for w in store.take_due("shop2", "hubspot", 10, 1e12)] == [
+        "next"]  # fmt: skip
