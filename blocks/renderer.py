@@ -15,7 +15,6 @@ as `outputs.*`. `cta_url` and `image_url` are http(s) URLs or "".
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +29,8 @@ from blocks.sandbox import (
     RenderError,
     bounded_range,
     budget_scope,
+    render_clock,
+    watch_collector,
 )
 from blocks.templates import COMPOSED_OUTPUTS, PLAIN_OUTPUTS, CompiledBlock
 from blocks.views import DataView, event_view, view
@@ -98,10 +99,11 @@ class BlockRenderer:
         blocks: Mapping[str, CompiledBlock],
         *,
         fallback: str = FALLBACK_BLOCK,
-        clock: Callable[[], float] = time.thread_time,
+        clock: Callable[[], float] = render_clock,
         time_limit: float = TIME_LIMIT,
         max_steps: int = MAX_STEPS,
     ) -> None:
+        watch_collector()
         self._blocks = dict(blocks)
         self._fallback = fallback
         self._clock = clock

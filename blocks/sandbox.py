@@ -20,7 +20,9 @@ also keeps Jinja from evaluating them at compile time).
 
 from __future__ import annotations
 
+import gc
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator, Sized
 from contextlib import contextmanager
@@ -79,15 +81,45 @@ class RenderError(Exception):
     """Rendering a block failed: a template error, a sandbox refusal or a limit breached."""
 
 
+class _CollectorTime(threading.local):
+    total = 0.0  # CPU seconds the garbage collector has taken in this thread
+    started: float | None = None
+
+
+_COLLECTOR = _CollectorTime()
+
+
+def _on_collect(phase: str, _info: dict[str, Any]) -> None:
+    if phase == "start":
+        _COLLECTOR.started = time.thread_time()
+    elif _COLLECTOR.started is not None:
+        _COLLECTOR.total += time.thread_time() - _COLLECTOR.started
+        _COLLECTOR.started = None
+
+
+def watch_collector() -> None:
+    """Start counting the garbage collector's time per thread (idempotent), for
+    `render_clock`."""
+    if _on_collect not in gc.callbacks:
+        gc.callbacks.append(_on_collect)
+
+
+def render_clock() -> float:
+    """This thread's CPU time less what the garbage collector took in it: a full collection
+    of a large heap can take tens of milliseconds, and when it happens to run during a
+    render it is not the template's doing. Call `watch_collector()` first."""
+    return time.thread_time() - _COLLECTOR.total
+
+
 class Budget:
-    """Steps and time (CPU time, by default) left for one block render; `tick` raises when
-    spent."""
+    """Steps and time (CPU time outside the garbage collector, by default) left for one
+    block render; `tick` raises when spent."""
 
     __slots__ = ("_clock", "_deadline", "_steps", "time_limit")
 
     def __init__(
         self,
-        clock: Callable[[], float] = time.thread_time,
+        clock: Callable[[], float] = render_clock,
         time_limit: float = TIME_LIMIT,
         max_steps: int = MAX_STEPS,
     ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from functools import cache
@@ -10,7 +11,7 @@ import pytest
 
 from blocks.loading import BlockLibrary
 from blocks.renderer import LAST_RESORT
-from blocks.sandbox import RenderError
+from blocks.sandbox import Budget, RenderError, watch_collector
 from tests.blocks.blocks_helpers import event, headline_block, with_block
 
 ATTACKS = {
@@ -124,3 +125,15 @@ def test_loop_helpers_still_work() -> None:
     library = with_block(headline_block(template))
     rendered = library.renderer.render("x", {}, event(items=[{}, {}, {}]), {})
     assert rendered.outputs["headline"] == "1a2b3a"
+
+
+def test_a_garbage_collection_during_a_render_is_not_charged_to_the_template() -> None:
+    watch_collector()
+    heap = [[i] for i in range(300_000)]  # enough containers for a collection of some ms
+    started = time.thread_time()
+    gc.collect()
+    assert time.thread_time() - started > 0.002  # the collection itself took CPU time
+    budget = Budget(time_limit=0.002)
+    gc.collect()
+    budget.tick()  # the template did nothing: no time charged
+    del heap
