@@ -151,7 +151,7 @@ class Connector:
 
 
 @contextmanager
-def running(
+def started(
     settings: Settings,
     hubspot: FakeHubSpotApi,
     clock: MovableClock,

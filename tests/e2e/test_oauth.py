@@ -22,7 +22,7 @@ from tests.e2e.oauth_harness import (
     Connector,
     MovableClock,
     oauth_settings,
-    running,
+    started,
 )
 from tests.fakes.fake_hubspot import CLIENT_ID, FakeHubSpotApi
 
@@ -32,7 +32,7 @@ def connector(tmp_path: Path) -> Iterator[Connector]:
     clock = MovableClock()
     with (
         FakeHubSpotApi(clock=clock) as hubspot,
-        running(oauth_settings(tmp_path / "data", hubspot), hubspot, clock) as connector,
+        started(oauth_settings(tmp_path / "data", hubspot), hubspot, clock) as connector,
     ):
         yield connector
 
