@@ -9,6 +9,7 @@ has installed the app. Both for the environment's implicit account in OAuth mode
 from __future__ import annotations
 
 import io
+import json
 import textwrap
 import time
 from collections.abc import Iterator
@@ -19,11 +20,13 @@ import pytest
 from connector.accounts import load_accounts
 from connector.bootstrap import Runtime
 from connector.cli import accounts as cli
+from connector.cli.ops import show_status
 from tests.e2e.oauth_harness import (
     KEY,
     PUBLIC_URL,
     Connector,
     MovableClock,
+    oauth_env,
     oauth_settings,
     portal_item,
     started,
@@ -218,3 +221,44 @@ def test_accounts_commands_for_store_backed_accounts(
     assert connector.grants().installed_portals() == frozenset()
     ada = connector.hubspot.add_contact("ada@example.com")
     assert connector.webhook(portal_item(ada, 555, 1)).status_code == 403
+
+
+def test_removing_an_install_that_left_the_config(
+    agency: tuple[Connector, dict[str, str]],
+) -> None:
+    connector, env = agency
+    connector.install("556")
+    config = Path(env["DCB_CONFIG"])
+    text = config.read_text("utf-8")
+    start = text.index("[[accounts]]\nname = \"shop-556\"")
+    config.write_text(text[:start] + text[text.index("[[accounts]]", start + 1):], "utf-8")
+    out, err = io.StringIO(), io.StringIO()
+    assert cli.remove_account("shop-556", env, out, err) == 0, err.getvalue()
+    assert "its tokens" not in out.getvalue()  # the file no longer says which portal
+    assert "(hubspot-556): `dcb accounts remove hubspot-<portalId>`" in err.getvalue()
+    out, err = io.StringIO(), io.StringIO()
+    assert cli.remove_account("hubspot-556", env, out, err) == 0, err.getvalue()
+    assert out.getvalue().rstrip().endswith("its tokens")
+    assert connector.grants().installed_portals() == frozenset()
+
+
+def test_status_names_each_installs_account(agency: tuple[Connector, dict[str, str]]) -> None:
+    connector, env = agency
+    connector.install("555")
+    connector.install("777")
+    out, err = io.StringIO(), io.StringIO()
+    assert show_status(env, out, err) == 0, err.getvalue()
+    text = out.getvalue()
+    assert "oauth hubspot-555 (HubSpot portal 555, account shop-555): connected" in text
+    assert "oauth hubspot-777 (HubSpot portal 777, no account: its webhooks are refused)" in text
+    out = io.StringIO()
+    assert show_status(env, out, err, as_json=True) == 0
+    assert json.loads(out.getvalue())["oauth"]["hubspot-555"]["account"] == "shop-555"
+
+
+def test_status_names_the_implicit_accounts_install(implicit: Connector) -> None:
+    implicit.install("555")
+    env = oauth_env(implicit.data, implicit.hubspot)
+    out, err = io.StringIO(), io.StringIO()
+    assert show_status(env, out, err) == 0, err.getvalue()
+    assert "oauth hubspot-555 (HubSpot portal 555, account default): connected" in out.getvalue()
