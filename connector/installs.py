@@ -5,11 +5,16 @@ The OAuth token store keeps one grant per installed portal (`hubspot-<portalId>`
 account reaches its portal's grant through its `account_id` (a `dcb.toml` entry with
 `access_token = { store = "oauth" }`), or, for the environment's implicit account in
 OAuth mode, through `DCB_HUBSPOT_PORTAL_ID`, else the one portal that installed the app.
+(The two never meet: `dcb.toml`'s `[hubspot_app]` and an environment in OAuth mode are
+refused together, see `connector.accounts`.)
 
 - `AccountTokens` is the accounts' `TokenSource` (and hands the HubSpot client a token
-  provider that refreshes on demand).
+  provider that refreshes on demand); `owner_of` says which account an installed portal
+  serves, `orphans` which installs serve none (their grants stay until removed).
 - `InstalledPortals` is the `PortalDirectory` the webhook routes ask: a portal belongs to
-  an account only once it has installed the app.
+  an `app = "public"` account (or the implicit OAuth one) only once it has installed the
+  app. A private app's account never receives the public app's webhooks, even for its
+  own portal: its own client secret verifies its own.
 """
 
 from __future__ import annotations
