@@ -162,6 +162,15 @@ class Accounts:
     def names(self) -> tuple[str, ...]:
         return tuple(a.name for a in self.members)
 
+    @property
+    def oauth_app_secrets(self) -> tuple[Secret, ...]:
+        """The public HubSpot app's client secrets (the first exchanges OAuth codes, all
+        verify its webhooks): `[hubspot_app]`'s, else the environment's in OAuth mode;
+        none without a public app (a private app's secret never stands in for it)."""
+        if self.hubspot_app_secrets:
+            return self.hubspot_app_secrets
+        return self.settings.hubspot_client_secrets if self.settings.hubspot_oauth else ()
+
 
 def load_accounts(environ: Mapping[str, str]) -> Accounts:
     """The environment's settings and every account; raises `SettingsError` (for the file,
@@ -196,6 +205,8 @@ def read_accounts(path: Path, settings: Settings, environ: Mapping[str, str]) ->
     if IMPLICIT not in {a.name for a in members}:
         members = [*Accounts.implicit(settings), *members]
     _check_together(members, app_secrets, problems)
+    app_line = lines.tables.get("hubspot_app", {}).get("client_secret", 0)
+    _check_public_app(members, app_secrets, settings, problems, app_line)
     if problems.items:
         raise ConfigError(path, problems.items)
     return Accounts(settings, tuple(members), path, app_secrets)
@@ -403,6 +414,32 @@ def _check_together(
                     f"the same {what} serves {other!r} and {account.name!r}: each account "
                     "needs its own (the secret decides which account a request is for)",
                 )
+
+
+def _check_public_app(
+    members: list[Account],
+    app_secrets: tuple[Secret, ...],
+    settings: Settings,
+    problems: Problems,
+    line: int,
+) -> None:
+    """The public app's installs need its client id and a key for their tokens, and the
+    app has one client secret: the file's or the environment's, not both."""
+    public = [a for a in members if a.hubspot_app == PUBLIC]
+    first = f"account {public[0].name!r}: " if public else ""
+    if public and settings.hubspot_client_id is None:
+        problems.add(_line(public[0]), f'{first}app = "public" needs DCB_HUBSPOT_CLIENT_ID (the '
+                                       "public app's client id) in the environment")  # fmt: skip
+    if public and not settings.secret_keys:
+        problems.add(_line(public[0]), f'{first}app = "public" needs DCB_SECRET_KEY: installed '
+                                       "portals' tokens are stored encrypted with it")  # fmt: skip
+    if settings.hubspot_client_id and not (app_secrets or settings.hubspot_client_secrets):
+        problems.add(line, "DCB_HUBSPOT_CLIENT_ID needs the app's client secret: [hubspot_app] "
+                           "client_secret here, or DCB_HUBSPOT_CLIENT_SECRET")  # fmt: skip
+    if app_secrets and settings.hubspot_oauth:
+        problems.add(line, "[hubspot_app] client_secret and DCB_HUBSPOT_CLIENT_SECRET both "
+                           "name the public app's: keep one (with [hubspot_app], each installed "
+                           'portal is an app = "public" account)')  # fmt: skip
 
 
 def _line(account: Account) -> int:

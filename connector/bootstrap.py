@@ -46,7 +46,7 @@ from adapters.storage.token_store import (
     TokenCipher,
 )
 from blocks.loading import BlockLibrary, load_library
-from connector.accounts import PUBLIC, Account, Accounts, read_accounts
+from connector.accounts import Account, Accounts, read_accounts
 from connector.core.delivery import Deliverer
 from connector.core.dispatch import Dispatcher
 from connector.core.intake import Intake
@@ -193,17 +193,16 @@ def open_grants(settings: Settings, shared: Shared | None = None) -> Grants:
 
 
 def hubspot_tokens(
-    settings: Settings, grants: Grants, runtime: Runtime, app_secrets: Sequence[Secret] = ()
+    settings: Settings, grants: Grants, runtime: Runtime, app_secrets: Sequence[Secret]
 ) -> HubSpotTokens | None:
     """Stored OAuth tokens, refreshed through HubSpot's token endpoint when due; None
-    without the public app's client id and secret (`DCB_HUBSPOT_CLIENT_ID` with
-    `DCB_HUBSPOT_CLIENT_SECRET`, or `dcb.toml`'s `[hubspot_app]`)."""
-    secrets = settings.hubspot_client_secrets or tuple(app_secrets)
-    if settings.hubspot_client_id is None or not secrets:
+    without the public app's client id (`DCB_HUBSPOT_CLIENT_ID`) and client secret
+    (`app_secrets`: `Accounts.oauth_app_secrets`)."""
+    if settings.hubspot_client_id is None or not app_secrets:
         return None
     config = OAuthClientConfig(
         client_id=settings.hubspot_client_id,
-        client_secret=secrets[0].value,
+        client_secret=app_secrets[0].value,
         base_url=settings.hubspot_api_url,
     )
     return HubSpotTokens(grants, HubSpotOAuthApi(config), runtime.epoch)
@@ -211,7 +210,7 @@ def hubspot_tokens(
 
 def account_tokens(accounts: Accounts, grants: Grants, runtime: Runtime) -> AccountTokens | None:
     """The accounts' view of the OAuth token store (None without a public app)."""
-    tokens = hubspot_tokens(accounts.settings, grants, runtime, accounts.hubspot_app_secrets)
+    tokens = hubspot_tokens(accounts.settings, grants, runtime, accounts.oauth_app_secrets)
     return AccountTokens(tokens, accounts) if tokens is not None else None
 
 
@@ -220,7 +219,7 @@ def install_flow(
     grants: Grants,
     tokens: HubSpotTokens,
     runtime: Runtime,
-    app_secrets: Sequence[Secret] = (),
+    app_secrets: Sequence[Secret],
 ) -> InstallFlow:
     """The OAuth install routes' service, wired: state, code exchange, storage, provisioning."""
     first_key = settings.secret_keys[0].value.encode()
@@ -230,7 +229,7 @@ def install_flow(
         scopes=settings.hubspot_scopes or load_manifest().hubspot.scopes,
         signing_key=hashlib.sha256(b"dcb-oauth-state:" + first_key).digest(),
     )
-    secret = (settings.hubspot_client_secrets or tuple(app_secrets))[0].value
+    secret = app_secrets[0].value
     api = HubSpotOAuthApi(OAuthClientConfig(config.client_id, secret, settings.hubspot_api_url))
 
     def provision_portal(account: str) -> ProvisionReport:
@@ -438,8 +437,7 @@ def build_service(
     installs = account_tokens(group, grants, rt)
     tokens = tokens if tokens is not None else installs
     if portals is None and installs is not None:
-        public = {a.account_id("hubspot"): a.name for a in group if a.hubspot_app == PUBLIC}
-        portals = InstalledPortals(installs, {p: n for p, n in public.items() if p})
+        portals = InstalledPortals(installs)
     store = open_store(settings, shared)
     metrics = Metrics(store.depth)
     clients: AccountClients = {}
@@ -515,7 +513,7 @@ def build_service(
 
     flow = None
     if web and installs is not None and settings.secret_keys:
-        flow = install_flow(settings, grants, installs.tokens, rt, group.hubspot_app_secrets)
+        flow = install_flow(settings, grants, installs.tokens, rt, group.oauth_app_secrets)
     pull = None
     if web:
         served = {a.name: (rulesets[a.name], a.settings) for a in group}

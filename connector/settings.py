@@ -348,8 +348,12 @@ class _Reader:
                 "tokens are stored encrypted with it (make one with: python -c \"from "
                 "cryptography.fernet import Fernet; print(Fernet.generate_key().decode())\")"
             )
-        if settings.hubspot_client_id and not settings.hubspot_client_secrets:
-            self.problems.append(
+        if (
+            settings.hubspot_client_id
+            and not settings.hubspot_client_secrets
+            and not settings.config
+        ):
+            self.problems.append(  # with DCB_CONFIG, dcb.toml's [hubspot_app] may give it
                 "DCB_HUBSPOT_CLIENT_SECRET is required with DCB_HUBSPOT_CLIENT_ID (the public "
                 "app's client secret)"
             )

@@ -15,6 +15,9 @@ from connector.cli.accounts import list_accounts
 from connector.settings import Secret
 
 BASE_ENV = {"DCB_PUBLIC_URL": "https://hooks.example"}
+#: The public HubSpot app's client id and a key for its tokens.
+APP_ENV = {"DCB_HUBSPOT_CLIENT_ID": "app-id",
+           "DCB_SECRET_KEY": "x2y8OTk0LvmGxW1nn1XcB4eUqoKDh9MBjlcO06oZXlk="}  # fmt: skip
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -195,11 +198,45 @@ def test_a_public_app_install_needs_the_app_secret_and_its_portal(tmp_path: Path
         account_id = "77"
         access_token = { store = "oauth" }
     """)  # fmt: skip
-    accounts = load_accounts({**BASE_ENV, "DCB_CONFIG": str(path), "APP_SECRET": "app"})
+    env = {**BASE_ENV, "DCB_CONFIG": str(path), "APP_SECRET": "app"}
+    assert problems(tmp_path, path.read_text("utf-8"), APP_SECRET="app") == [
+        "4: account 'pub': app = \"public\" needs DCB_HUBSPOT_CLIENT_ID (the public app's "
+        "client id) in the environment",
+        "4: account 'pub': app = \"public\" needs DCB_SECRET_KEY: installed portals' tokens "
+        "are stored encrypted with it",
+    ]
+    accounts = load_accounts({**env, **APP_ENV})
     [pub] = accounts
     assert accounts.hubspot_app_secrets == (Secret("app"),)
     assert (pub.platforms, pub.token_store, pub.hubspot_app) == (("hubspot",), "oauth", "public")
     assert pub.access_token("hubspot", None) is None
+
+
+def test_the_public_app_has_one_client_secret(tmp_path: Path) -> None:
+    app = """
+        [hubspot_app]
+        client_secret = { env = "APP_SECRET" }
+    """
+    # The app's secret is the file's: the environment needs only its id (and a key).
+    accounts = load_accounts({**BASE_ENV, **APP_ENV, "DCB_CONFIG": str(write(tmp_path, app)),
+                              "APP_SECRET": "app"})  # fmt: skip
+    assert accounts.oauth_app_secrets == (Secret("app"),)
+    # Not both: the environment in OAuth mode would make the implicit account an install too.
+    assert problems(tmp_path, app, APP_SECRET="app", DCB_HUBSPOT_CLIENT_SECRET="env-app",
+                    **APP_ENV) == [  # fmt: skip
+        "2: [hubspot_app] client_secret and DCB_HUBSPOT_CLIENT_SECRET both name the public "
+        'app\'s: keep one (with [hubspot_app], each installed portal is an app = "public" account)'
+    ]
+    assert problems(tmp_path, "", **APP_ENV) == [
+        " DCB_HUBSPOT_CLIENT_ID needs the app's client secret: [hubspot_app] client_secret here, "
+        "or DCB_HUBSPOT_CLIENT_SECRET"
+    ]
+    # A private app's secret verifies its webhooks, and never stands in for the app's.
+    private = load_accounts({**BASE_ENV, **APP_ENV, "DCB_HUBSPOT_ACCESS_TOKEN": "pat-1",
+                             "DCB_HUBSPOT_CLIENT_SECRET": "private"})  # fmt: skip
+    assert private.oauth_app_secrets == ()
+    oauth = load_accounts({**BASE_ENV, **APP_ENV, "DCB_HUBSPOT_CLIENT_SECRET": "env-app"})
+    assert oauth.oauth_app_secrets == (Secret("env-app"),)
 
 
 def test_a_missing_config_file_is_a_settings_error() -> None:

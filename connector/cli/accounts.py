@@ -11,7 +11,8 @@
   contexts, pending writes, timers, dead letters, dedup keys, rate-limit state) and its
   tokens in the token store; other accounts are untouched. It asks to confirm unless
   `--yes`. Remove the account from `dcb.toml` (and restart) first, or new events bring
-  it back.
+  it back; the tokens of a public-app install no account uses any more are then erased
+  by its grant's name, `remove hubspot-<portalId>`.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any, TextIO
 from connector.accounts import NAME, Account, Accounts, load_accounts
 from connector.bootstrap import Runtime, build_clients, open_store, token_source
 from connector.core.ports import TokenSource
+from connector.installs import AccountTokens
 from connector.settings import SettingsError
 
 
@@ -226,6 +228,13 @@ def remove_account(
         file=out,
     )
     still = accounts.get(name)
+    if still is None and isinstance(source, AccountTokens) and (orphans := source.orphans()):
+        names = ", ".join(f"hubspot-{p}" for p in sorted(orphans))
+        print(
+            f"note: installs no account uses keep their tokens ({names}): `dcb accounts "
+            "remove hubspot-<portalId>` erases one",
+            file=err,
+        )
     if still is not None:
         print(
             f"note: {name} is still configured ({still.origin}): remove it there and restart, or "

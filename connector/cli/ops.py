@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TextIO
 
-from connector.bootstrap import open_grants, open_store
+from connector.accounts import load_accounts
+from connector.bootstrap import Runtime, account_tokens, open_grants, open_store
 from connector.cli.serve import load_settings
 from connector.core.intake import REDECIDE
 from connector.core.storage import Inbound
@@ -40,17 +43,30 @@ def register(subparsers: Any) -> None:
 
 
 def run_status(args: argparse.Namespace) -> int:
-    settings = load_settings()
-    if settings is None:
-        return 1
+    return show_status(os.environ, sys.stdout, sys.stderr, as_json=args.json)
+
+
+def show_status(
+    environ: Mapping[str, str], out: TextIO, err: TextIO, *, as_json: bool = False
+) -> int:
+    """Print the store's state per account and each public-app install's; the exit status."""
     try:
-        grants = open_grants(settings)
+        accounts = load_accounts(environ)
+        grants = open_grants(accounts.settings)
     except SettingsError as exc:
-        print(exc, file=sys.stderr)
+        print(exc, file=err)
         return 1
+    settings = accounts.settings
     try:
+        source = account_tokens(accounts, grants, Runtime())
+        installed = grants.installed_portals()
         installs = {
-            g.account: {"portal": g.account_id, "status": g.status, "reason": g.reason}
+            g.account: {
+                "portal": g.account_id,
+                "status": g.status,
+                "reason": g.reason,
+                "account": source.owner_of(g.account_id, installed) if source else None,
+            }
             for g in grants.grants()
         }
     finally:
@@ -62,34 +78,45 @@ def run_status(args: argparse.Namespace) -> int:
         store.close()
     if installs:
         report["oauth"] = installs
-    if args.json:
-        print(json.dumps(report, indent=2, sort_keys=True))
+    if as_json:
+        print(json.dumps(report, indent=2, sort_keys=True), file=out)
         return 0
-    print(f"store: {report['store']} ({report.get('path', '')})")
-    accounts = report["accounts"] or {"default": {}}
-    for account, info in sorted(accounts.items()):
-        print(f"account {account}:")
+    print(f"store: {report['store']} ({report.get('path', '')})", file=out)
+    rows = report["accounts"] or {"default": {}}
+    for account, info in sorted(rows.items()):
+        print(f"account {account}:", file=out)
         print(
             f"  queued events: {info.get('queued', 0)}"
             + (
                 f" (oldest {info['oldest_queued_seconds']} s)"
                 if "oldest_queued_seconds" in info
                 else ""
-            )
+            ),
+            file=out,
         )
         for platform, pending in sorted((info.get("pending") or {}).items()):
             print(
                 f"  {platform}: {pending['writes']} pending writes, lag {pending['lag_seconds']} s,"
-                f" {pending['retrying']} retrying"
+                f" {pending['retrying']} retrying",
+                file=out,
             )
         for platform, pause in sorted((info.get("paused") or {}).items()):
-            print(f"  {platform}: paused {pause}")
+            print(f"  {platform}: paused {pause}", file=out)
         for platform, error in sorted((info.get("last_errors") or {}).items()):
-            print(f"  {platform}: last error: {error}")
-        print(f"  dead letters: {info.get('dead_letters', 0)}")
+            print(f"  {platform}: last error: {error}", file=out)
+        print(f"  dead letters: {info.get('dead_letters', 0)}", file=out)
     for account, install in sorted(installs.items()):
         reason = f": {install['reason']}" if install["reason"] else ""
-        print(f"oauth {account} (HubSpot portal {install['portal']}): {install['status']}{reason}")
+        serves = (
+            f"account {install['account']}"
+            if install["account"]
+            else "no account: its webhooks are refused"
+        )
+        print(
+            f"oauth {account} (HubSpot portal {install['portal']}, {serves}): "
+            f"{install['status']}{reason}",
+            file=out,
+        )
     return 0
 
 

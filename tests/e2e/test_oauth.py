@@ -5,123 +5,36 @@ write. The connector and the fake HubSpot API share one clock that the test move
 from __future__ import annotations
 
 import sqlite3
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from cryptography.fernet import Fernet
-from flask.testing import FlaskClient
 
-from adapters.storage.token_store import SqliteGrantStore
-from connector.bootstrap import STORE_FILE, Runtime, build_service
+from connector.bootstrap import STORE_FILE
 from connector.manifest import load_manifest
-from connector.service import Service
-from connector.settings import Settings
-from tests.fakes.fake_hubspot import CLIENT_ID, CLIENT_SECRET, FakeHubSpotApi
-
-PUBLIC_URL = "https://hooks.shop.example"
-REDIRECT_URI = PUBLIC_URL + "/oauth/hubspot/callback"
-EVENTS_KEY = "events-key-1"
-PORTAL = "555"
-KEY = Fernet.generate_key().decode()
-
-
-class MovableClock:
-    """Real time plus an offset the test (and the connector's sleeps) move forward, so a
-    wait of minutes passes at once."""
-
-    def __init__(self) -> None:
-        self.offset = 0.0
-        self._lock = threading.Lock()
-
-    def __call__(self) -> float:
-        with self._lock:
-            return time.time() + self.offset
-
-    def advance(self, seconds: float) -> None:
-        with self._lock:
-            self.offset += max(0.0, seconds)
-
-    sleep = advance
-
-
-@dataclass
-class Connector:
-    service: Service
-    client: FlaskClient
-    hubspot: FakeHubSpotApi
-    clock: MovableClock
-    data: Path
-
-    def wait_for(self, check: Any, timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if check():
-                return
-            time.sleep(0.02)
-        raise AssertionError("condition not met in time")
-
-    def install(self, portal: str = PORTAL) -> Any:
-        started = self.client.get("/oauth/hubspot/start", base_url=PUBLIC_URL)
-        state = parse_qs(urlsplit(started.headers["Location"]).query)["state"][0]
-        code = self.hubspot.authorize(portal, REDIRECT_URI)
-        return self.client.get(
-            f"/oauth/hubspot/callback?code={code}&state={state}", base_url=PUBLIC_URL
-        )
-
-    def checkout(self, email: str, event_id: str) -> None:
-        event = {
-            "type": "checkout_started",
-            "event_id": event_id,
-            "occurred_at": datetime.now(UTC).isoformat(),
-            "profile": {"email": email},
-            "properties": {"cart_value": 200.0, "checkout_url": "https://shop.example/c/1"},
-        }
-        response = self.client.post(
-            "/v1/events", json=event, headers={"Authorization": f"Bearer {EVENTS_KEY}"}
-        )
-        assert response.status_code == 202, response.json
-
-    def landed(self, email: str) -> bool:
-        contact = self.hubspot.by_email(email)
-        return bool(contact and contact.properties.get("dcb_block"))
-
-    def grants(self) -> SqliteGrantStore:
-        return self.service.app.extensions["dcb"]["grants"]  # type: ignore[no-any-return]
-
-
-def oauth_settings(data: Path, hubspot: FakeHubSpotApi, **extra: str) -> Settings:
-    return Settings.from_env(
-        {
-            "DCB_DATA_DIR": str(data),
-            "DCB_PUBLIC_URL": PUBLIC_URL,
-            "DCB_HUBSPOT_API_URL": hubspot.base_url,
-            "DCB_HUBSPOT_CLIENT_ID": CLIENT_ID,
-            "DCB_HUBSPOT_CLIENT_SECRET": CLIENT_SECRET,
-            "DCB_SECRET_KEY": KEY,
-            "DCB_EVENTS_API_KEY": EVENTS_KEY,
-            "DCB_FLUSH_MS": "0",
-            **extra,
-        }
-    )
+from tests.e2e.oauth_harness import (
+    PORTAL,
+    PUBLIC_URL,
+    REDIRECT_URI,
+    Connector,
+    MovableClock,
+    oauth_settings,
+    started,
+)
+from tests.fakes.fake_hubspot import CLIENT_ID, FakeHubSpotApi
 
 
 @pytest.fixture
 def connector(tmp_path: Path) -> Iterator[Connector]:
     clock = MovableClock()
-    hubspot = FakeHubSpotApi(clock=clock)
-    runtime = Runtime(epoch=clock, sleep=clock.sleep)
-    service = build_service(oauth_settings(tmp_path / "data", hubspot), runtime)
-    service.start()
-    yield Connector(service, service.app.test_client(), hubspot, clock, tmp_path / "data")
-    service.stop(drain=False, drain_seconds=2)
-    hubspot.close()
+    with (
+        FakeHubSpotApi(clock=clock) as hubspot,
+        started(oauth_settings(tmp_path / "data", hubspot), hubspot, clock) as connector,
+    ):
+        yield connector
 
 
 def test_start_redirects_to_hubspot_with_the_manifest_scopes_and_a_state(
