@@ -46,7 +46,7 @@ from connector.config_file import (
 )
 from connector.core.durations import parse_duration
 from connector.core.ports import TokenSource
-from connector.settings import Secret, Settings, SettingsError
+from connector.settings import Secret, Settings, SettingsError, normal_domain, normal_origin
 
 IMPLICIT = "default"
 PLATFORMS = ("hubspot", "klaviyo")
@@ -54,7 +54,8 @@ NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 PRIVATE, PUBLIC = "private", "public"
 
 #: Entry keys: those every account may set, and each platform's.
-COMMON_KEYS = ("name", "platform", "account_id", "rules", "abandon_after", "events_api_key")
+COMMON_KEYS = ("name", "platform", "account_id", "rules", "abandon_after", "events_api_key",
+               "publishable_key", "allowed_origins", "shop_domains", "identity_secret")
 PLATFORM_KEYS: dict[str, tuple[str, ...]] = {
     "hubspot": ("access_token", "client_secret", "app", "rate", "api_url"),
     "klaviyo": ("api_key", "flow_token", "webhook_secret", "api_url"),
@@ -67,11 +68,13 @@ _CREDENTIALS: dict[tuple[str, str | None], str] = {
     ("flow_token", "klaviyo"): "klaviyo_flow_tokens",
     ("webhook_secret", "klaviyo"): "klaviyo_webhook_secrets",
     ("events_api_key", None): "events_api_keys",
+    ("identity_secret", None): "identity_secrets",
 }
 #: Credentials (and what pins them to one platform account) nobody inherits.
 _OWN = ("hubspot_access_token", "hubspot_client_secrets", "hubspot_portal_id", "hubspot_app_id",
         "klaviyo_api_key", "klaviyo_flow_tokens", "klaviyo_webhook_secrets",
-        "klaviyo_account_id", "events_api_keys")  # fmt: skip
+        "klaviyo_account_id", "events_api_keys", "publishable_keys", "allowed_origins",
+        "shop_domains", "identity_secrets")  # fmt: skip
 #: The secrets that decide which account a request belongs to: no two accounts share one.
 _DECIDING = {
     "hubspot_client_secrets": "HubSpot client secret",
@@ -294,6 +297,9 @@ class _Reader:
                                       "client_secret, not its own")  # fmt: skip
             if not app_secrets:
                 fail("app", 'app = "public" needs [hubspot_app] client_secret in this file')
+        if changes.get("publishable_keys") and not changes.get("allowed_origins"):
+            fail("publishable_key", "allowed_origins is required with a publishable_key: the "
+                                    "shop's origins that may send browser events")  # fmt: skip
         has_secret = changes.get("hubspot_client_secrets") or (app == PUBLIC and app_secrets)
         if has_secret and not base.public_url:
             fail("client_secret", "DCB_PUBLIC_URL is required: HubSpot signs the public URL "
@@ -342,6 +348,23 @@ class _Reader:
                 fail(f"api_url must be an http(s) URL, got {value!r}")
             else:
                 changes[f"{platform}_api_url"] = str(value).rstrip("/")
+        elif key == "publishable_key":
+            keys = [value] if isinstance(value, str) else value
+            if not isinstance(keys, list) or not keys or not all(
+                isinstance(k, str) and k.strip() for k in keys
+            ):
+                fail(f"publishable_key must be a key or a list of keys, got {value!r}")
+            else:
+                changes["publishable_keys"] = tuple(k.strip() for k in keys)
+        elif key in ("allowed_origins", "shop_domains"):
+            normal = normal_origin if key == "allowed_origins" else normal_domain
+            items = value if isinstance(value, list) else None
+            found = [normal(v) if isinstance(v, str) else None for v in items or []]
+            if not items or None in found:
+                what = "scheme://host[:port] origins" if normal is normal_origin else "host names"
+                fail(f"{key} must be a list of {what}, got {value!r}")
+            else:
+                changes[key] = tuple(f for f in found if f is not None)
         elif key == "app" and value not in (PRIVATE, PUBLIC):
             fail(f'app must be "private" or "public", got {value!r}')
 
@@ -396,6 +419,16 @@ def _check_together(
                     _line(account),
                     f"accounts {other!r} and {account.name!r} are both {platform} account "
                     f"{platform_id}",
+                )
+    published: dict[str, str] = {}
+    for account in members:
+        for key in account.settings.publishable_keys:
+            other = published.setdefault(key, account.name)
+            if other != account.name:
+                problems.add(
+                    _line(account),
+                    f"the same publishable key serves {other!r} and {account.name!r}: each "
+                    "account needs its own (the key decides which account an event is for)",
                 )
     for field_name, what in _DECIDING.items():
         owners: dict[str, str] = {

@@ -64,7 +64,7 @@ from connector.core.ratelimit import FixedWindowLimiter, RateLimiter
 from connector.core.rules import RuleSet
 from connector.core.storage import Settlement
 from connector.core.validity import Revalidation
-from connector.endpoints import ACCOUNT, build_endpoints, build_pull, build_site
+from connector.endpoints import ACCOUNT, build_endpoints, build_pull, build_sites
 from connector.installs import AccountTokens, InstalledPortals
 from connector.manifest import load_manifest
 from connector.metrics import Metrics
@@ -540,8 +540,8 @@ def build_service(
         extra=extra_routes,
     )
     if web:
-        site = build_site(settings, shared.browser_limits(settings, rt))
-        install_site(app, site, intake, clock=rt.clock, observer=Observer(answered))
+        sites = build_sites(group, shared.browser_limits(settings, rt))
+        install_site(app, sites, intake, clock=rt.clock, observer=Observer(answered))
 
     def upkeep() -> None:
         log.info("expired %d dedup keys", store.expire_dedup(rt.epoch()))

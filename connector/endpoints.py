@@ -42,7 +42,7 @@ from webhooks.signatures import (
     verify_klaviyo_flow,
 )
 from webhooks.signed_urls import Access, verify_access
-from webhooks.site import RateLimits, Site
+from webhooks.site import RateLimits, Site, Sites
 
 #: The single-account connector's account (the environment's).
 ACCOUNT = IMPLICIT
@@ -288,23 +288,27 @@ def _first_party(group: Accounts) -> Endpoint:
     )
 
 
-def build_site(settings: Settings, limits: RateLimits) -> Site:
-    """The site snippet's browser path for the settings' one account. Browser events are
-    queued for every platform; the processor writes them only where the profile is known."""
-    off = None
-    if not settings.site_enabled:
-        off = "the site snippet is off (set DCB_PUBLISHABLE_KEY and DCB_ALLOWED_ORIGINS)"
-    return Site(
-        account=ACCOUNT,
-        platforms=settings.platforms,
-        publishable_keys=settings.publishable_keys,
-        allowed_origins=frozenset(settings.allowed_origins),
-        shop_domains=settings.url_domains,
-        identity_secrets=tuple(_values(settings.identity_secrets)),
-        limits=limits,
-        behind_proxy=settings.behind_proxy,
-        off_reason=off,
+def build_sites(accounts: Accounts | Settings, limits: RateLimits) -> Sites:
+    """The site snippet's browser path for every account with a publishable key. Browser
+    events are queued for the account's platforms; the processor writes them only where
+    the profile is known."""
+    group = accounts if isinstance(accounts, Accounts) else Accounts.implicit(accounts)
+    members = tuple(
+        Site(
+            account=a.name,
+            platforms=a.platforms,
+            publishable_keys=a.settings.publishable_keys,
+            allowed_origins=frozenset(a.settings.allowed_origins),
+            shop_domains=a.settings.url_domains,
+            identity_secrets=tuple(_values(a.settings.identity_secrets)),
+        )
+        for a in group
+        if a.settings.site_enabled
     )
+    off = None
+    if not members:
+        off = "the site snippet is off (set DCB_PUBLISHABLE_KEY and DCB_ALLOWED_ORIGINS)"
+    return Sites(members, limits, group.settings.behind_proxy, off)
 
 
 def build_pull(settings: Settings, lookup: Callable[[str, str, str], PullResult]) -> PullRoute:
@@ -330,5 +334,5 @@ def build_pull(settings: Settings, lookup: Callable[[str, str, str], PullResult]
 
 __all__ = [
     "ACCOUNT", "PUBLIC_APP", "Account", "ConfiguredPortals", "build_endpoints", "build_pull",
-    "build_site",
+    "build_sites",
 ]  # fmt: skip

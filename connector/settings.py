@@ -49,6 +49,30 @@ def _secrets(raw: str | None) -> tuple[Secret, ...]:
     return tuple(Secret(part.strip()) for part in (raw or "").split(",") if part.strip())
 
 
+def normal_origin(raw: str) -> str | None:
+    """An allowed origin, `scheme://host[:port]` in lower case, or None when `raw` is not
+    one (a path, a query or user info make it something else)."""
+    origin = raw.strip().rstrip("/")
+    try:
+        parts = urlsplit(origin)
+        valid = parts.hostname is not None and (parts.port or 0) >= 0
+    except ValueError:
+        return None
+    if not valid or parts.scheme not in {"http", "https"} or parts.path or parts.query:
+        return None
+    if parts.fragment or parts.username is not None:
+        return None
+    return origin.lower()
+
+
+def normal_domain(raw: str) -> str | None:
+    """A shop domain in lower case, or None when `raw` is not a host name."""
+    domain = raw.strip().lower().rstrip(".")
+    if "/" in domain or ":" in domain or ("." not in domain and domain != "localhost"):
+        return None
+    return domain
+
+
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path = Path(".dcb")
@@ -235,33 +259,21 @@ class _Reader:
         """`DCB_ALLOWED_ORIGINS`: exact origins, `scheme://host[:port]`."""
         origins = []
         for raw in self.words("DCB_ALLOWED_ORIGINS"):
-            origin = raw.rstrip("/")
-            try:
-                parts = urlsplit(origin)
-                valid = parts.hostname is not None and (parts.port or 0) >= 0
-            except ValueError:
-                valid = False
-            if (
-                not valid
-                or parts.scheme not in {"http", "https"}
-                or parts.path
-                or parts.query
-                or parts.fragment
-                or parts.username is not None
-            ):
+            origin = normal_origin(raw)
+            if origin is None:
                 self.problems.append(
                     f"DCB_ALLOWED_ORIGINS: expected scheme://host[:port], got {raw!r}"
                 )
                 continue
-            origins.append(origin.lower())
+            origins.append(origin)
         return tuple(origins)
 
     def domains(self) -> tuple[str, ...]:
         """`DCB_SHOP_DOMAINS`: host names (a subdomain of one is accepted too)."""
         domains = []
         for raw in self.words("DCB_SHOP_DOMAINS"):
-            domain = raw.lower().rstrip(".")
-            if "/" in domain or ":" in domain or "." not in domain and domain != "localhost":
+            domain = normal_domain(raw)
+            if domain is None:
                 self.problems.append(f"DCB_SHOP_DOMAINS: expected a host name, got {raw!r}")
                 continue
             domains.append(domain)

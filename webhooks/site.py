@@ -6,9 +6,10 @@ product views, cart changes and checkout steps to `/v1/events` with the key in `
 `/v1/events` (CORS preflights, and POSTs carrying `X-DCB-Key`) before the server route,
 which keeps answering the shop's server (`Authorization: Bearer`). A browser POST is:
 
-1. from an allowed origin (`Origin` exactly one of `DCB_ALLOWED_ORIGINS`), else 403 with
-   no CORS headers (so a foreign page cannot even read the answer);
-2. carrying a publishable key, else 401;
+1. from an allowed origin (`Origin` exactly one of some account's allowed origins), else
+   403 with no CORS headers (so a foreign page cannot even read the answer);
+2. carrying a publishable key, else 401, whose account's pages are on that origin, else
+   403 (the key decides the account: each account of `dcb.toml` may have its own);
 3. within the rate limits per key, per client address and per browser id, else 429 with
    `Retry-After`;
 4. a valid browser event (`connector.core.browser`), else 400 with the reason;
@@ -68,7 +69,7 @@ class RateLimits:
 
 @dataclass(frozen=True, slots=True)
 class Site:
-    """The browser path's configuration, built by the composition root from settings."""
+    """One account's site: its publishable keys decide that an event is the account's."""
 
     account: str
     platforms: tuple[str, ...]
@@ -76,9 +77,29 @@ class Site:
     allowed_origins: frozenset[str]
     shop_domains: tuple[str, ...]
     identity_secrets: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Sites:
+    """Every account's site, built by the composition root; `off_reason` when none is on."""
+
+    members: tuple[Site, ...]
     limits: RateLimits
     behind_proxy: bool = False
     off_reason: str | None = None
+
+    def allow(self, origin: str) -> bool:
+        """Whether some account's pages are on `origin`."""
+        return any(origin in site.allowed_origins for site in self.members)
+
+    def for_key(self, key: str) -> Site | None:
+        """The site whose publishable key this is (every key is compared: timing tells
+        nothing about which exist)."""
+        found = None
+        for site in self.members:
+            if _known_key(key, site.publishable_keys):
+                found = site
+        return found
 
 
 class _Refused(Exception):
@@ -89,7 +110,7 @@ class _Refused(Exception):
 
 def install_site(
     app: Flask,
-    site: Site,
+    site: Sites,
     intake: Intake,
     *,
     clock: Callable[[], datetime],
@@ -134,11 +155,11 @@ def _script() -> tuple[bytes, str]:
     return body, hashlib.sha256(body).hexdigest()[:20]
 
 
-def _preflight(site: Site) -> Response:
+def _preflight(site: Sites) -> Response:
     origin = request.headers.get("Origin", "")
     if site.off_reason:
         return _json(404, {"error": site.off_reason})
-    if origin not in site.allowed_origins:
+    if not site.allow(origin):
         log.info("%s refused 403: preflight from origin %r", ENDPOINT_NAME, origin[:100])
         return _json(403, {"error": "origin not allowed"})
     response = Response(status=204)
@@ -149,15 +170,15 @@ def _preflight(site: Site) -> Response:
     return response
 
 
-def _post(site: Site, intake: Intake, clock: Callable[[], datetime]) -> Response:
+def _post(sites: Sites, intake: Intake, clock: Callable[[], datetime]) -> Response:
     origin = request.headers.get("Origin", "")
-    if site.off_reason:
-        return _json(404, {"error": site.off_reason})
-    if origin not in site.allowed_origins:
+    if sites.off_reason:
+        return _json(404, {"error": sites.off_reason})
+    if not sites.allow(origin):
         log.info("%s refused 403: origin %r", ENDPOINT_NAME, origin[:100])
         return _json(403, {"error": "origin not allowed"})
     try:
-        response = _json(*_accept(site, intake, clock()))
+        response = _json(*_accept(sites, origin, intake, clock()))
     except _Refused as refused:
         log.info("%s refused %d: %s", ENDPOINT_NAME, refused.status, refused)
         response = _json(refused.status, {"error": refused.public})
@@ -167,12 +188,18 @@ def _post(site: Site, intake: Intake, clock: Callable[[], datetime]) -> Response
     return response
 
 
-def _accept(site: Site, intake: Intake, now: datetime) -> tuple[int, dict[str, object]]:
+def _accept(
+    sites: Sites, origin: str, intake: Intake, now: datetime
+) -> tuple[int, dict[str, object]]:
     key = request.headers.get(KEY_HEADER, "").strip()
-    if not _known_key(key, site.publishable_keys):
+    site = sites.for_key(key)
+    if site is None:
         raise _Refused(401, "unknown publishable key")
-    _limit(site.limits.per_key, f"key:{key}", "this key's")
-    _limit(site.limits.per_address, f"ip:{_address(site.behind_proxy)}", "this address's")
+    if origin not in site.allowed_origins:
+        raise _Refused(403, "origin not allowed for this key")
+    limits, account = sites.limits, site.account
+    _limit(limits.per_key, f"key:{key}", "this key's")
+    _limit(limits.per_address, f"ip:{account}:{_address(sites.behind_proxy)}", "this address's")
     request.max_content_length = MAX_BODY
     try:
         body = request.get_data(cache=False)
@@ -182,7 +209,7 @@ def _accept(site: Site, intake: Intake, now: datetime) -> tuple[int, dict[str, o
         event = read_browser_event(body, shop_domains=site.shop_domains)
     except ParseError as exc:
         raise _Refused(400, str(exc)) from None
-    _limit(site.limits.per_browser, f"browser:{event.browser_id}", "this browser's")
+    _limit(limits.per_browser, f"browser:{account}:{event.browser_id}", "this browser's")
     identity: ProfileRef | None = None
     if event.identity is not None:
         try:
