@@ -133,8 +133,13 @@ class Budget:
         self._steps -= 1
         if self._steps < 0:
             raise RenderError(f"template exceeded {MAX_STEPS} loop and call steps")
-        if self._clock() > self._deadline:
-            raise RenderError(f"template exceeded its {self.time_limit * 1000:g} ms time limit")
+        now = self._clock()
+        if now > self._deadline:
+            spent = (now - self._deadline + self.time_limit) * 1000
+            raise RenderError(
+                f"template exceeded its {self.time_limit * 1000:g} ms time limit "
+                f"({spent:.0f} ms of CPU time)"
+            )
 
 
 _BUDGET: ContextVar[Budget | None] = ContextVar("dcb_render_budget", default=None)
