@@ -58,7 +58,7 @@ def classify(exc: BaseException, *, now: float, tz: tzinfo) -> WriteOutcome:
 def classify_status(
     status: int, headers: Mapping[str, str], body: Any, *, now: float, tz: tzinfo
 ) -> WriteOutcome:
-    data = _json(body)
+    data = error_body(body)
     message = f"{status} {_message(data)}".strip()
     if status == 429 and data.get("policyName") == "DAILY":
         reset = _next_midnight(now, tz)
@@ -99,7 +99,8 @@ def classify_record_error(category: str, message: str) -> WriteOutcome:
     return WriteOutcome("", WriteStatus.RETRY, reason)
 
 
-def _json(body: Any) -> dict[str, Any]:
+def error_body(body: Any) -> dict[str, Any]:
+    """A HubSpot error answer's JSON object (empty when it is not one)."""
     try:
         data = json.loads(body) if isinstance(body, str | bytes) else body
     except ValueError:

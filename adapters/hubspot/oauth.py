@@ -18,18 +18,18 @@ Tokens never appear in a message, a log line or a repr.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Protocol
 
 import hubspot.oauth as oauth_sdk
 import urllib3
 from hubspot import HubSpot
 
+from adapters.hubspot.errors import error_body
 from connector.core.redaction import scrub
 from connector.core.tokens import (
     DISCONNECTED,
@@ -135,7 +135,7 @@ class HubSpotOAuthApi:
 def _classified(exc: Exception, what: str) -> OAuthError:
     if isinstance(exc, oauth_sdk.ApiException):
         status = exc.status or 0
-        data = _json(exc.body)
+        data = error_body(exc.body)
         code = str(data.get("status") or data.get("error") or data.get("category") or "")
         message = scrub(str(data.get("message") or data.get("error_description") or ""))
         reason = f"{what}: HubSpot answered {status} {code} {message}".strip()
@@ -147,14 +147,6 @@ def _classified(exc: Exception, what: str) -> OAuthError:
     if isinstance(exc, urllib3.exceptions.HTTPError):
         return OAuthUnavailable(f"{what}: {type(exc).__name__} reaching HubSpot")
     return OAuthUnavailable(f"{what}: unexpected {type(exc).__name__}")
-
-
-def _json(body: Any) -> dict[str, Any]:
-    try:
-        data = json.loads(body) if isinstance(body, str | bytes) else body
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 class TokenEndpoint(Protocol):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ from connector.service import Service
 from connector.settings import Settings
 from tests.fakes.fake_hubspot import FakeHubSpotApi
 from tests.fakes.fake_klaviyo import FakeKlaviyoApi
+from tests.waiting import wait_for
 
 PUBLIC_URL = "https://hooks.shop.example"
 HUBSPOT_SECRET = "hs-client-secret"
@@ -31,12 +31,7 @@ class Running:
     klaviyo: FakeKlaviyoApi
 
     def wait_for(self, check: Callable[[], bool], timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if check():
-                return
-            time.sleep(0.02)
-        raise AssertionError("condition not met in time")
+        wait_for(check, timeout)
 
 
 def settings_for(

@@ -29,6 +29,7 @@ from connector.bootstrap import Runtime, build_service
 from connector.service import Service
 from connector.settings import Settings
 from tests.fakes.fake_hubspot import CLIENT_ID, CLIENT_SECRET, FakeHubSpotApi
+from tests.waiting import wait_for
 from webhooks.signatures import sign_hubspot_v3
 
 PUBLIC_URL = "https://hooks.shop.example"
@@ -92,12 +93,7 @@ class Connector:
     data: Path
 
     def wait_for(self, check: Any, timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if check():
-                return
-            time.sleep(0.02)
-        raise AssertionError("condition not met in time")
+        wait_for(check, timeout)
 
     def install(self, portal: str = PORTAL) -> Any:
         """Install the app on `portal` as a browser would; the callback's page."""

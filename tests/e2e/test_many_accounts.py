@@ -28,6 +28,7 @@ from connector.core.storage import Inbound
 from connector.service import Service
 from tests.fakes.fake_hubspot import FakeHubSpotApi
 from tests.fakes.fake_klaviyo import FakeKlaviyoApi
+from tests.waiting import wait_for
 from webhooks.signatures import sign_hubspot_v3, sign_klaviyo
 
 PUBLIC_URL = "https://hooks.agency.example"
@@ -116,16 +117,6 @@ def contact_item(object_id: str, portal: int, event_id: int) -> dict[str, Any]:
     return {"objectId": int(object_id), "eventId": event_id, "subscriptionId": 2,
             "portalId": portal, "appId": 4, "occurredAt": int(time.time() * 1000),
             "subscriptionType": "contact.creation", "attemptNumber": 0}  # fmt: skip
-
-
-def wait_for(check: Any, timeout: float = 10.0) -> float:
-    """Seconds until `check()` held; fails after `timeout`."""
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        if check():
-            return time.monotonic() - started
-        time.sleep(0.02)
-    raise AssertionError("condition not met in time")
 
 
 def written(fake: FakeHubSpotApi | FakeKlaviyoApi, email: str) -> bool:

@@ -3,7 +3,6 @@ helpers to give a profile a context the way the processor would."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -103,10 +102,3 @@ def pulling(pull_settings: Settings) -> Iterator[Pulling]:
     running.service.close()
 
 
-def wait_for(check: Any, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.02)
-    raise AssertionError("condition not met in time")

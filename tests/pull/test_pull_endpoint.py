@@ -24,8 +24,8 @@ from tests.pull.conftest import (
     give_context,
     open_pulling,
     settings,
-    wait_for,
 )
+from tests.waiting import wait_for
 from webhooks.signed_urls import sign_path
 
 

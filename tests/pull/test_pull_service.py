@@ -25,7 +25,8 @@ from connector.bootstrap import load_rules
 from connector.core.lookup import CachedDecision, CurrentDecision
 from connector.pull import CacheObserver, PullService, rules_version
 from connector.settings import Settings
-from tests.pull.conftest import checkout, give_context, wait_for
+from tests.pull.conftest import checkout, give_context
+from tests.waiting import wait_for
 
 T0 = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
 
