@@ -96,8 +96,20 @@ class AccountTokens:
         pinned = account.account_id(platform)
         if pinned is not None:
             return pinned
-        found = self.installed(platform) if installed is None else installed
+        found = (self.installed(platform) if installed is None else installed) - self._claimed(
+            platform
+        )
         return next(iter(found)) if len(found) == 1 else None
+
+    def _claimed(self, platform: str) -> frozenset[str]:
+        """The installs `dcb.toml` accounts name: never the implicit account's."""
+        return frozenset(
+            i
+            for a in self.accounts
+            if a.token_store is not None
+            and a.platform == platform
+            and (i := a.account_id(platform)) is not None
+        )
 
     def orphans(self) -> frozenset[str]:
         """The grants of installs no account uses (`hubspot-<portalId>`,
