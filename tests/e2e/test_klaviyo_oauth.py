@@ -5,6 +5,7 @@ install. The connector and the fake Klaviyo API share one clock that the test mo
 
 from __future__ import annotations
 
+import io
 import sqlite3
 import textwrap
 import time
@@ -21,6 +22,7 @@ from flask.testing import FlaskClient
 
 from connector.accounts import load_accounts
 from connector.bootstrap import STORE_FILE, Runtime, build_service
+from connector.cli.ops import show_status
 from connector.core.oauth import code_challenge
 from connector.manifest import load_manifest
 from connector.service import Service
@@ -213,6 +215,12 @@ def test_a_revoked_grant_disconnects_and_writes_wait_until_reinstalled(
     page = connector.install()
     assert page.status_code == 200, page.text
     assert connector.grants().load(GRANT).connected
+    out, err = io.StringIO(), io.StringIO()
+    env = klaviyo_env(connector.data, connector.klaviyo)
+    assert show_status(env, out, err) == 0, err.getvalue()
+    assert f"oauth {GRANT} (Klaviyo account {ACCOUNT_ID}, account default): connected" in (
+        out.getvalue()
+    )
     connector.clock.advance(600)
     connector.wait_for(lambda: connector.landed("b@example.com"))
     assert store.dead_letters(10) == []
