@@ -20,7 +20,10 @@ account, credentials included). The implicit account still exists beside the fil
 
 A HubSpot account with `app = "public"` is an install of the public app: the file's
 `[hubspot_app] client_secret` verifies its webhooks, its `account_id` (portal id) says
-which are its, and its access token comes from the token store.
+which are its, and its access token comes from the token store. A Klaviyo account with
+`app = "public"` and `api_key = { store = "oauth" }` is an install of the Klaviyo OAuth app
+(`DCB_KLAVIYO_CLIENT_ID` / `_SECRET`): its `account_id` names the installed account whose
+tokens it writes with; its webhooks are verified by its own secrets, as any account's.
 
 `load_accounts` raises `SettingsError` (a `ConfigError` for the file) listing every
 problem, each with its file and line.
@@ -58,7 +61,7 @@ COMMON_KEYS = ("name", "platform", "account_id", "rules", "abandon_after", "even
                "publishable_key", "allowed_origins", "shop_domains", "identity_secret")
 PLATFORM_KEYS: dict[str, tuple[str, ...]] = {
     "hubspot": ("access_token", "client_secret", "app", "rate", "api_url"),
-    "klaviyo": ("api_key", "flow_token", "webhook_secret", "api_url"),
+    "klaviyo": ("api_key", "flow_token", "webhook_secret", "app", "api_url"),
 }  # fmt: skip
 #: Which `Settings` field each credential key fills, per platform (None: both).
 _CREDENTIALS: dict[tuple[str, str | None], str] = {
@@ -100,8 +103,14 @@ class Account:
     settings: Settings
     origin: str = "environment"
     platform: str | None = None  # None: the implicit account, on whatever the env configures
-    hubspot_app: str = PRIVATE  # PUBLIC: verified by the public app's secret and its portal id
+    app: str = PRIVATE  # PUBLIC: an install of the platform's public (OAuth) app
     token_store: str | None = None  # where its access token lives, when not in the environment
+
+    @property
+    def hubspot_app(self) -> str:
+        """PUBLIC for an install of the public HubSpot app (verified by the app's secret and
+        its portal id)."""
+        return self.app if self.platform == "hubspot" else PRIVATE
 
     @property
     def platforms(self) -> tuple[str, ...]:
@@ -110,7 +119,8 @@ class Account:
         on = {  # the implicit account in OAuth mode writes through the installed portal's
             "hubspot": s.hubspot_access_token is not None
             or (self.platform is None and s.hubspot_oauth),
-            "klaviyo": s.klaviyo_api_key is not None,
+            "klaviyo": s.klaviyo_api_key is not None
+            or (self.platform is None and s.klaviyo_oauth),
         }
         if self.token_store is not None and self.platform is not None:
             on[self.platform] = True
@@ -210,6 +220,7 @@ def read_accounts(path: Path, settings: Settings, environ: Mapping[str, str]) ->
     _check_together(members, app_secrets, problems)
     app_line = lines.tables.get("hubspot_app", {}).get("client_secret", 0)
     _check_public_app(members, app_secrets, settings, problems, app_line)
+    _check_klaviyo_app(members, settings, problems)
     if problems.items:
         raise ConfigError(path, problems.items)
     return Accounts(settings, tuple(members), path, app_secrets)
@@ -289,6 +300,8 @@ class _Reader:
         if credential not in entry and name != IMPLICIT:
             fail("platform", f"{credential} is missing: a {platform} account needs one to write")
         app = entry.get("app", PRIVATE)
+        if platform == "klaviyo":
+            self.klaviyo_app(app, entry, token_store, fail)
         if platform == "hubspot" and app == PUBLIC:
             if "account_id" not in entry:
                 fail("app", "a public app install needs account_id (the portal id)")
@@ -300,7 +313,9 @@ class _Reader:
         if changes.get("publishable_keys") and not changes.get("allowed_origins"):
             fail("publishable_key", "allowed_origins is required with a publishable_key: the "
                                     "shop's origins that may send browser events")  # fmt: skip
-        has_secret = changes.get("hubspot_client_secrets") or (app == PUBLIC and app_secrets)
+        has_secret = changes.get("hubspot_client_secrets") or (
+            platform == "hubspot" and app == PUBLIC and app_secrets
+        )
         if has_secret and not base.public_url:
             fail("client_secret", "DCB_PUBLIC_URL is required: HubSpot signs the public URL "
                                   "it calls")  # fmt: skip
@@ -311,9 +326,22 @@ class _Reader:
             replace(base, **changes),
             origin=f"{self.path}:{header}",
             platform=platform,
-            hubspot_app=str(app),
+            app=str(app),
             token_store=token_store,
         )
+
+    @staticmethod
+    def klaviyo_app(app: Any, entry: dict[str, Any], token_store: str | None, fail: Any) -> None:
+        """A Klaviyo OAuth install: `app = "public"` with `api_key = { store = "oauth" }`
+        and the installed account's id; a store reference means nothing else."""
+        if app == PUBLIC and "api_key" in entry and token_store is None:
+            fail("api_key", 'an app = "public" install writes with its stored OAuth tokens: '
+                            'write api_key = { store = "oauth" }')  # fmt: skip
+        if app == PUBLIC and "account_id" not in entry:
+            fail("app", "an OAuth app install needs account_id (the Klaviyo account id)")
+        if token_store is not None and app != PUBLIC:
+            fail("api_key", 'api_key = { store = "oauth" } is an install of the Klaviyo OAuth '
+                            'app: add app = "public"')  # fmt: skip
 
     def setting(
         self, platform: str, key: str, value: Any, changes: dict[str, Any], fail: Any
@@ -473,6 +501,16 @@ def _check_public_app(
         problems.add(line, "[hubspot_app] client_secret and DCB_HUBSPOT_CLIENT_SECRET both "
                            "name the public app's: keep one (with [hubspot_app], each installed "
                            'portal is an app = "public" account)')  # fmt: skip
+
+
+def _check_klaviyo_app(members: list[Account], settings: Settings, problems: Problems) -> None:
+    """The Klaviyo OAuth app's installs need its credentials in the environment (and so,
+    by `Settings`, a key for their tokens and the public URL)."""
+    public = [a for a in members if a.platform == "klaviyo" and a.app == PUBLIC]
+    if public and not (settings.klaviyo_client_id and settings.klaviyo_client_secret):
+        problems.add(_line(public[0]), f"account {public[0].name!r}: app = \"public\" needs "
+                     "DCB_KLAVIYO_CLIENT_ID and DCB_KLAVIYO_CLIENT_SECRET (the Klaviyo OAuth "
+                     "app's) in the environment")  # fmt: skip
 
 
 def _line(account: Account) -> int:

@@ -14,6 +14,7 @@ import hashlib
 import logging
 import os
 import random
+import secrets
 import socket
 import time
 import uuid
@@ -27,9 +28,9 @@ import redis
 from flask import Flask
 
 from adapters.hubspot.client import HubSpotClient, TokenProvider, hubspot_throttle
-from adapters.hubspot.install import HubSpotInstall, InstallConfig, InstallRefused
-from adapters.hubspot.oauth import HubSpotOAuthApi, HubSpotTokens, OAuthClientConfig
+from adapters.hubspot.oauth import HubSpotOAuthApi, OAuthClientConfig
 from adapters.klaviyo.client import KlaviyoClient, klaviyo_throttle
+from adapters.klaviyo.oauth import KlaviyoOAuthApi, KlaviyoOAuthConfig
 from adapters.storage.redis_keys import RedisKeys
 from adapters.storage.redis_limits import (
     RedisFixedWindowLimiter,
@@ -51,6 +52,13 @@ from connector.core.delivery import Deliverer
 from connector.core.dispatch import Dispatcher
 from connector.core.intake import Intake
 from connector.core.late_data import LateData, Submit
+from connector.core.oauth import (
+    InstallConfig,
+    InstallRefused,
+    OAuthApp,
+    OAuthInstall,
+    OAuthTokens,
+)
 from connector.core.pauses import PauseBook, Pauses
 from connector.core.ports import (
     PlatformClient,
@@ -74,7 +82,13 @@ from connector.runtime_report import RuntimeReport
 from connector.service import Service
 from connector.settings import Secret, Settings, SettingsError
 from webhooks.app import Observer, create_app
-from webhooks.oauth import InstallFlow, InstallPage, add_install_routes
+from webhooks.oauth import (
+    PLATFORM_NAMES,
+    InstallFlow,
+    InstallPage,
+    add_install_routes,
+    start_path,
+)
 from webhooks.pull import add_pull_route
 from webhooks.site import RateLimits, install_site
 
@@ -192,54 +206,99 @@ def open_grants(settings: Settings, shared: Shared | None = None) -> Grants:
     return grants
 
 
-def hubspot_tokens(
-    settings: Settings, grants: Grants, runtime: Runtime, app_secrets: Sequence[Secret]
-) -> HubSpotTokens | None:
-    """Stored OAuth tokens, refreshed through HubSpot's token endpoint when due; None
-    without the public app's client id (`DCB_HUBSPOT_CLIENT_ID`) and client secret
-    (`app_secrets`: `Accounts.oauth_app_secrets`)."""
-    if settings.hubspot_client_id is None or not app_secrets:
-        return None
-    config = OAuthClientConfig(
-        client_id=settings.hubspot_client_id,
-        client_secret=app_secrets[0].value,
-        base_url=settings.hubspot_api_url,
-    )
-    return HubSpotTokens(grants, HubSpotOAuthApi(config), runtime.epoch)
+def oauth_apps(settings: Settings, app_secrets: Sequence[Secret]) -> dict[str, OAuthApp]:
+    """Each platform's public (OAuth) app that is configured, by platform: HubSpot's with
+    `DCB_HUBSPOT_CLIENT_ID` and its client secret (`app_secrets`:
+    `Accounts.oauth_app_secrets`), Klaviyo's with `DCB_KLAVIYO_CLIENT_ID` and
+    `DCB_KLAVIYO_CLIENT_SECRET`."""
+    apps: dict[str, OAuthApp] = {}
+    if settings.hubspot_client_id is not None and app_secrets:
+        apps["hubspot"] = HubSpotOAuthApi(
+            OAuthClientConfig(
+                settings.hubspot_client_id, app_secrets[0].value, settings.hubspot_api_url
+            )
+        )
+    if settings.klaviyo_client_id is not None and settings.klaviyo_client_secret is not None:
+        apps["klaviyo"] = KlaviyoOAuthApi(
+            KlaviyoOAuthConfig(
+                settings.klaviyo_client_id,
+                settings.klaviyo_client_secret.value,
+                settings.klaviyo_api_url,
+            )
+        )
+    return apps
 
 
 def account_tokens(accounts: Accounts, grants: Grants, runtime: Runtime) -> AccountTokens | None:
-    """The accounts' view of the OAuth token store (None without a public app)."""
-    tokens = hubspot_tokens(accounts.settings, grants, runtime, accounts.oauth_app_secrets)
-    return AccountTokens(tokens, accounts) if tokens is not None else None
+    """The accounts' view of the OAuth token store: stored tokens, refreshed through each
+    platform's token endpoint when due (None without a public app)."""
+    apps = oauth_apps(accounts.settings, accounts.oauth_app_secrets)
+    if not apps:
+        return None
+    tokens = {
+        platform: OAuthTokens(
+            grants, app, runtime.epoch, platform=platform, install_path=start_path(platform)
+        )
+        for platform, app in apps.items()
+    }
+    return AccountTokens(tokens, accounts)
 
 
-def install_flow(
+def install_flows(
     settings: Settings,
     grants: Grants,
-    tokens: HubSpotTokens,
+    installs: AccountTokens,
     runtime: Runtime,
     app_secrets: Sequence[Secret],
-) -> InstallFlow:
-    """The OAuth install routes' service, wired: state, code exchange, storage, provisioning."""
+) -> dict[str, InstallFlow]:
+    """Each public app's install routes' service, wired: state (and PKCE), code exchange,
+    storage, provisioning of the new account."""
     first_key = settings.secret_keys[0].value.encode()
-    config = InstallConfig(
-        client_id=settings.hubspot_client_id or "",
-        redirect_uri=settings.hubspot_redirect_uri or "",
-        scopes=settings.hubspot_scopes or load_manifest().hubspot.scopes,
-        signing_key=hashlib.sha256(b"dcb-oauth-state:" + first_key).digest(),
-    )
-    secret = app_secrets[0].value
-    api = HubSpotOAuthApi(OAuthClientConfig(config.client_id, secret, settings.hubspot_api_url))
+    signing_key = hashlib.sha256(b"dcb-oauth-state:" + first_key).digest()
+    secure = (settings.public_url or "").startswith("https://")
+    manifest = load_manifest()
+    flows = {}
+    for platform, app in oauth_apps(settings, app_secrets).items():
+        if platform == "hubspot":
+            redirect, scopes = settings.hubspot_redirect_uri, settings.hubspot_scopes
+            scopes = scopes or manifest.hubspot.scopes
+        else:
+            redirect, scopes = settings.klaviyo_redirect_uri, settings.klaviyo_scopes
+            scopes = scopes or manifest.klaviyo.scopes
+        config = InstallConfig(redirect or "", scopes, signing_key)
+        provision = _provisioner(settings, installs.apps[platform], runtime)
+        install = OAuthInstall(
+            config, app, grants, provision, runtime.epoch, lambda: secrets.token_urlsafe(24)
+        )
+        flows[platform] = _flow(install, secure)
+    return flows
 
-    def provision_portal(account: str) -> ProvisionReport:
+
+def _provisioner(
+    settings: Settings, tokens: OAuthTokens, runtime: Runtime
+) -> Callable[[str], ProvisionReport]:
+    """Provisioning (HubSpot's properties) or the access check (Klaviyo) of a new
+    install's account, with its fresh token."""
+
+    def provision(grant: str) -> ProvisionReport:
         def provider(force_refresh: bool = False, stale: str | None = None) -> str:
-            return tokens.token(account, force_refresh=force_refresh, stale=stale)
+            return tokens.token(grant, force_refresh=force_refresh, stale=stale)
 
-        client, _ = hubspot_client(settings, provider, runtime)
-        return client.provision()
+        if tokens.platform == "hubspot":
+            return hubspot_client(settings, provider, runtime)[0].provision()
+        return klaviyo_client(settings, provider, runtime)[0].provision()
 
-    install = HubSpotInstall(config, api, grants, provision_portal, runtime.epoch)
+    return provision
+
+
+def _flow(install: OAuthInstall, secure: bool) -> InstallFlow:
+    hubspot = install.platform == "hubspot"
+    what = "HubSpot portal" if hubspot else f"{PLATFORM_NAMES[install.platform]} account"
+    ready = (
+        "its dcb_* contact properties are ready"
+        if hubspot
+        else "the connector can write its profiles' dcb_* properties"
+    )
 
     def start() -> tuple[str, str]:
         started = install.start()
@@ -252,18 +311,14 @@ def install_flow(
             return InstallPage(False, "The app was not installed", str(exc))
         if done.provisioning.problems:
             detail = (
-                f"HubSpot portal {done.portal_id} is connected, but its dcb_* properties could "
-                f"not all be created ({'; '.join(done.provisioning.problems)}); the connector "
-                "tries again at its next start."
+                f"{what} {done.account_id} is connected, but its check failed "
+                f"({'; '.join(done.provisioning.problems)}); the connector tries again at "
+                "its next start."
             )
         else:
-            detail = (
-                f"HubSpot portal {done.portal_id} is connected and its dcb_* contact "
-                "properties are ready. You can close this page."
-            )
+            detail = f"{what} {done.account_id} is connected and {ready}. You can close this page."
         return InstallPage(True, "The app is installed", detail)
 
-    secure = (settings.public_url or "").startswith("https://")
     return InstallFlow(start, finish, secure_cookie=secure)
 
 
@@ -300,12 +355,13 @@ def hubspot_client(
 
 def klaviyo_client(
     settings: Settings,
-    key: str,
+    key: str | TokenProvider,
     runtime: Runtime,
     shared: Shared | None = None,
     account: str = ACCOUNT,
 ) -> tuple[KlaviyoClient, PauseBook]:
-    """A Klaviyo client for the private API `key`, and its pauses."""
+    """A Klaviyo client for `key`, a private API key or an OAuth token provider, and its
+    pauses."""
     backend = shared or Shared()
     pauses = backend.pauses(account, "klaviyo", runtime)
     windows = backend.windows_limiter(account, runtime)
@@ -328,15 +384,15 @@ def build_clients(
     tokens: TokenSource | None = None,
 ) -> Clients:
     """One client per platform of the account (default: the settings' implicit one), each
-    with the account's own pauses and rate gate. A HubSpot token kept in the OAuth token
-    store is asked for at each call (so it is refreshed when due); a platform whose
-    credential is in a store and not there yet gets no client."""
+    with the account's own pauses and rate gate. A token kept in the OAuth token store is
+    asked for at each call (so it is refreshed when due); a platform whose credential is
+    in a store and not there yet gets no client."""
     who = account or Account(ACCOUNT, settings)
     clients: Clients = {}
     for platform in who.platforms:
         token: str | TokenProvider | None = who.access_token(platform, None)
-        if token is None and platform == "hubspot" and isinstance(tokens, AccountTokens):
-            token = tokens.provider(who.name)
+        if token is None and isinstance(tokens, AccountTokens) and platform in tokens.apps:
+            token = tokens.provider(who.name, platform)
         elif token is None:
             token = who.access_token(platform, tokens)
         if token is None:
@@ -344,7 +400,7 @@ def build_clients(
             continue
         if platform == "hubspot":
             clients[platform] = hubspot_client(who.settings, token, runtime, shared, who.name)
-        elif isinstance(token, str):
+        else:
             clients[platform] = klaviyo_client(who.settings, token, runtime, shared, who.name)
     return clients
 
@@ -511,9 +567,9 @@ def build_service(
         if status in (200, 202) and service_ref:
             service_ref[0].events_arrived()
 
-    flow = None
+    flows: dict[str, InstallFlow] = {}
     if web and installs is not None and settings.secret_keys:
-        flow = install_flow(settings, grants, installs.tokens, rt, group.oauth_app_secrets)
+        flows = install_flows(settings, grants, installs, rt, group.oauth_app_secrets)
     pull = None
     if web:
         served = {a.name: (rulesets[a.name], a.settings) for a in group}
@@ -524,8 +580,8 @@ def build_service(
         )  # fmt: skip
 
     def extra_routes(app: Flask) -> None:
-        if flow is not None:
-            add_install_routes(app, flow)
+        if flows:
+            add_install_routes(app, flows)
         if pull is not None:
             route = build_pull(settings, pull.service.lookup)
             add_pull_route(app, route, epoch=rt.epoch, answered=metrics.answered)
@@ -573,6 +629,7 @@ def build_service(
         "clients": clients,
         "grants": grants,
         "tokens": installs.tokens if installs is not None else None,
+        "installs": installs,
         "pull": pull,
         "accounts": group,
     }

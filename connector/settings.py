@@ -86,6 +86,9 @@ class Settings:
     klaviyo_flow_tokens: tuple[Secret, ...] = ()
     klaviyo_webhook_secrets: tuple[Secret, ...] = ()
     klaviyo_account_id: str | None = None
+    klaviyo_client_id: str | None = None  # the Klaviyo OAuth app's
+    klaviyo_client_secret: Secret | None = None
+    klaviyo_scopes: tuple[str, ...] = ()  # empty: the manifest's scopes
     hubspot_access_token: Secret | None = None
     hubspot_api_url: str = DEFAULT_HUBSPOT_API_URL
     hubspot_client_secrets: tuple[Secret, ...] = ()
@@ -122,8 +125,23 @@ class Settings:
     log_level: str = "INFO"
 
     @property
+    def klaviyo_oauth(self) -> bool:
+        """The Klaviyo OAuth app's install is on (and a private API key does not override
+        it): Klaviyo writes use the installed account's stored tokens."""
+        return (
+            self.klaviyo_api_key is None
+            and self.klaviyo_client_id is not None
+            and self.klaviyo_client_secret is not None
+        )
+
+    @property
     def klaviyo_enabled(self) -> bool:
-        return self.klaviyo_api_key is not None
+        return self.klaviyo_api_key is not None or self.klaviyo_oauth
+
+    @property
+    def klaviyo_redirect_uri(self) -> str | None:
+        """Where Klaviyo sends the browser back after an install."""
+        return f"{self.public_url}/oauth/klaviyo/callback" if self.public_url else None
 
     @property
     def hubspot_oauth(self) -> bool:
@@ -300,6 +318,7 @@ class _Reader:
     def settings(self) -> Settings:
         token = self.text("DCB_HUBSPOT_ACCESS_TOKEN")
         key = self.text("DCB_KLAVIYO_API_KEY")
+        klaviyo_secret = self.text("DCB_KLAVIYO_CLIENT_SECRET")
         settings = Settings(
             data_dir=self.path("DCB_DATA_DIR", must_exist=False) or Path(".dcb"),
             config=self.path("DCB_CONFIG", must_exist=True),
@@ -313,6 +332,9 @@ class _Reader:
             klaviyo_flow_tokens=_secrets(self.text("DCB_KLAVIYO_FLOW_TOKEN")),
             klaviyo_webhook_secrets=_secrets(self.text("DCB_KLAVIYO_WEBHOOK_SECRET")),
             klaviyo_account_id=self.text("DCB_KLAVIYO_ACCOUNT_ID"),
+            klaviyo_client_id=self.text("DCB_KLAVIYO_CLIENT_ID"),
+            klaviyo_client_secret=Secret(klaviyo_secret) if klaviyo_secret else None,
+            klaviyo_scopes=tuple((self.text("DCB_KLAVIYO_SCOPES") or "").split()),
             hubspot_access_token=Secret(token) if token else None,
             hubspot_api_url=self.url("DCB_HUBSPOT_API_URL", DEFAULT_HUBSPOT_API_URL)
             or DEFAULT_HUBSPOT_API_URL,
@@ -370,11 +392,33 @@ class _Reader:
                 "app's client secret)"
             )
 
+        self.check_klaviyo_app(settings)
         self.check_site(settings)
         self.check_pull(settings)
         if self.problems:
             raise SettingsError(self.problems)
         return settings
+
+    def check_klaviyo_app(self, settings: Settings) -> None:
+        """The Klaviyo OAuth app needs both its credentials, a key for the tokens it stores
+        and the public URL Klaviyo sends browsers back to."""
+        if (settings.klaviyo_client_id is None) != (settings.klaviyo_client_secret is None):
+            self.problems.append(
+                "DCB_KLAVIYO_CLIENT_ID and DCB_KLAVIYO_CLIENT_SECRET go together (the Klaviyo "
+                "OAuth app's client id and secret)"
+            )
+        if settings.klaviyo_client_id is None or settings.klaviyo_client_secret is None:
+            return
+        if not settings.secret_keys:
+            self.problems.append(
+                "DCB_SECRET_KEY is required with DCB_KLAVIYO_CLIENT_ID: installed Klaviyo "
+                "accounts' tokens are stored encrypted with it"
+            )
+        if not settings.public_url:
+            self.problems.append(
+                "DCB_PUBLIC_URL is required with DCB_KLAVIYO_CLIENT_ID: Klaviyo sends the "
+                "browser back to DCB_PUBLIC_URL/oauth/klaviyo/callback"
+            )
 
     def check_site(self, settings: Settings) -> None:
         if settings.publishable_keys and not settings.allowed_origins:

@@ -145,7 +145,7 @@ def test_every_problem_is_listed_with_its_line(tmp_path: Path) -> None:
         "13: account 'Shop Two': api_key: store must be one of oauth, got 'vault'",
         "14: account 'Shop Two': unknown key 'acess_token' for a klaviyo account (name, platform, "
         "account_id, rules, abandon_after, events_api_key, publishable_key, allowed_origins, "
-        "shop_domains, identity_secret, api_key, flow_token, webhook_secret, api_url)",
+        "shop_domains, identity_secret, api_key, flow_token, webhook_secret, app, api_url)",
         "18: account 'shop-three': platform must be hubspot or klaviyo, got 'mailchimp'",
     ]
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from cryptography.fernet import Fernet
 
 from connector.settings import DEFAULT_HUBSPOT_API_URL, Settings, SettingsError
 
@@ -112,3 +113,32 @@ def test_a_pull_key_may_not_be_an_events_key() -> None:
     assert "DCB_PULL_API_KEYS must differ from DCB_EVENTS_API_KEY" in str(info.value)
     assert "DCB_PULL_CACHE_TTL must be longer than 0s" in str(info.value)
     assert "k1" not in str(info.value)
+
+
+def test_the_klaviyo_oauth_app_settings() -> None:
+    key = Fernet.generate_key().decode()
+    env = {"DCB_KLAVIYO_CLIENT_ID": "kid", "DCB_KLAVIYO_CLIENT_SECRET": "ksecret",
+           "DCB_SECRET_KEY": key, "DCB_PUBLIC_URL": "https://hooks.example"}  # fmt: skip
+    settings = Settings.from_env(env)
+    assert settings.klaviyo_oauth and settings.klaviyo_enabled
+    assert settings.platforms == ("klaviyo",)
+    assert settings.klaviyo_redirect_uri == "https://hooks.example/oauth/klaviyo/callback"
+    assert "ksecret" not in repr(settings)
+    assert Settings.from_env({**env, "DCB_KLAVIYO_SCOPES": "profiles:read accounts:read"}
+                             ).klaviyo_scopes == ("profiles:read", "accounts:read")  # fmt: skip
+    keyed = Settings.from_env({**env, "DCB_KLAVIYO_API_KEY": "pk_x"})
+    assert not keyed.klaviyo_oauth  # a private key writes; the app still installs
+
+
+def test_klaviyo_oauth_app_problems_are_listed() -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({"DCB_KLAVIYO_CLIENT_ID": "kid"})
+    assert "DCB_KLAVIYO_CLIENT_ID and DCB_KLAVIYO_CLIENT_SECRET go together" in str(caught.value)
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({"DCB_KLAVIYO_CLIENT_ID": "kid", "DCB_KLAVIYO_CLIENT_SECRET": "s"})
+    assert caught.value.problems == [
+        "DCB_SECRET_KEY is required with DCB_KLAVIYO_CLIENT_ID: installed Klaviyo accounts' "
+        "tokens are stored encrypted with it",
+        "DCB_PUBLIC_URL is required with DCB_KLAVIYO_CLIENT_ID: Klaviyo sends the browser "
+        "back to DCB_PUBLIC_URL/oauth/klaviyo/callback",
+    ]

@@ -1,4 +1,5 @@
-"""The OAuth install routes: `GET /oauth/hubspot/start` and `GET /oauth/hubspot/callback`.
+"""The OAuth install routes, per platform whose public app is configured:
+`GET /oauth/<platform>/start` and `GET /oauth/<platform>/callback` (hubspot, klaviyo).
 
 Thin: `start` redirects to the authorize URL the install service made and sets the state
 cookie that binds the install to this browser; `callback` hands the code, the state and
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import html
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from flask import Flask, Response, redirect, request
@@ -18,8 +19,7 @@ from werkzeug.wrappers import Response as BaseResponse
 
 log = logging.getLogger("dcb.web")
 
-START_PATH = "/oauth/hubspot/start"
-CALLBACK_PATH = "/oauth/hubspot/callback"
+PLATFORM_NAMES = {"hubspot": "HubSpot", "klaviyo": "Klaviyo"}
 STATE_COOKIE = "dcb_oauth_state"
 COOKIE_SECONDS = 600
 
@@ -43,8 +43,29 @@ class InstallFlow:
     secure_cookie: bool = True
 
 
-def add_install_routes(app: Flask, flow: InstallFlow) -> None:
-    @app.get(START_PATH)
+def start_path(platform: str) -> str:
+    return f"/oauth/{platform}/start"
+
+
+def callback_path(platform: str) -> str:
+    return f"/oauth/{platform}/callback"
+
+
+START_PATH = start_path("hubspot")
+CALLBACK_PATH = callback_path("hubspot")
+
+
+def add_install_routes(app: Flask, flows: Mapping[str, InstallFlow]) -> None:
+    """The start and callback routes of each platform's install flow."""
+    for platform, flow in flows.items():
+        _add_routes(app, platform, flow)
+
+
+def _add_routes(app: Flask, platform: str, flow: InstallFlow) -> None:
+    cookie_path = f"/oauth/{platform}"
+    name = PLATFORM_NAMES.get(platform, platform)
+
+    @app.get(start_path(platform), endpoint=f"oauth_start_{platform}")
     def oauth_start() -> BaseResponse:
         url, state = flow.start()
         response = redirect(url, code=302)
@@ -52,21 +73,21 @@ def add_install_routes(app: Flask, flow: InstallFlow) -> None:
             STATE_COOKIE,
             state,
             max_age=COOKIE_SECONDS,
-            path="/oauth/hubspot",
+            path=cookie_path,
             secure=flow.secure_cookie,
             httponly=True,
-            samesite="Lax",  # sent on HubSpot's top-level redirect back to us
+            samesite="Lax",  # sent on the platform's top-level redirect back to us
         )
         return response
 
-    @app.get(CALLBACK_PATH)
+    @app.get(callback_path(platform), endpoint=f"oauth_callback_{platform}")
     def oauth_callback() -> tuple[Response, int]:
         error = request.args.get("error")
         if error:
             page = InstallPage(
                 False,
                 "The app was not installed",
-                f"HubSpot said: {error} {request.args.get('error_description', '')}".strip(),
+                f"{name} said: {error} {request.args.get('error_description', '')}".strip(),
             )
         else:
             page = flow.finish(
@@ -78,7 +99,7 @@ def add_install_routes(app: Flask, flow: InstallFlow) -> None:
             log.info("oauth callback refused: %s", page.detail)
         response = Response(_render(page), content_type="text/html; charset=utf-8")
         response.headers["Cache-Control"] = "no-store"
-        response.delete_cookie(STATE_COOKIE, path="/oauth/hubspot")
+        response.delete_cookie(STATE_COOKIE, path=cookie_path)
         return response, 200 if page.ok else 400
 
 

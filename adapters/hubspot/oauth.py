@@ -1,79 +1,54 @@
-"""HubSpot OAuth for the public app: the token endpoint, and tokens kept fresh per account.
+"""HubSpot's side of the public app's OAuth: `HubSpotOAuthApi`, the official SDK's oauth API
+(`client.oauth.tokens_api`, `access_tokens_api`) as the core's `OAuthApp`: the authorize
+URL, exchanging an authorization code, refreshing a grant, and learning the portal id of
+an access token. Answers are classified once, here: `GrantRevoked` (a 400/401
+`BAD_REFRESH_TOKEN` / `invalid_grant`: the app was uninstalled or the grant revoked),
+`OAuthRefused` (another 4xx: a bad or reused code, a wrong client secret or redirect URI)
+and `OAuthUnavailable` (5xx, 429, transport: try again later).
 
-- `HubSpotOAuthApi`: the official SDK's oauth API (`client.oauth.tokens_api`,
-  `access_tokens_api`): exchange an authorization code, refresh a grant, learn the portal
-  id of an access token. Answers are classified once, here:
-  `GrantRevoked` (a 400/401 `BAD_REFRESH_TOKEN` / `invalid_grant`: the app was uninstalled
-  or the grant revoked), `OAuthRefused` (another 4xx: a bad or reused code, a wrong client
-  secret or redirect URI) and `OAuthUnavailable` (5xx, 429, transport: try again later).
-- `HubSpotTokens`: the account-keyed token source the HubSpot client asks before each
-  call. It refreshes a grant `REFRESH_EARLY` before it expires (HubSpot's access tokens
-  last 30 minutes) and when forced (after a 401). A refresh refused as revoked marks the
-  account disconnected: `TokenUnavailable` from then on, so its writes wait, until the
-  portal installs the app again. `access_token(account)` is the `TokenSource` form
-  (None instead of raising).
+Keeping tokens fresh and installing are the same for every platform
+(`connector.core.oauth`: `OAuthTokens`, `OAuthInstall`); `HubSpotTokens` is the former for
+HubSpot's installs (access tokens last 30 minutes).
 
 Tokens never appear in a message, a log line or a repr.
 """
 
 from __future__ import annotations
 
-import logging
-import threading
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from typing import Protocol
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from urllib.parse import urlencode
 
 import hubspot.oauth as oauth_sdk
 import urllib3
 from hubspot import HubSpot
 
 from adapters.hubspot.errors import error_body
-from connector.core.redaction import scrub
-from connector.core.tokens import (
-    DISCONNECTED,
-    GrantStore,
-    OAuthGrant,
-    TokenUnavailable,
-    hubspot_account,
+from connector.core.oauth import (
+    REFRESH_EARLY,
+    UNAVAILABLE_WAIT,
+    GrantRevoked,
+    OAuthError,
+    OAuthRefused,
+    OAuthTokens,
+    OAuthUnavailable,
+    TokenAnswer,
+    new_grant,
 )
+from connector.core.redaction import scrub
+from connector.core.tokens import OAuthGrant
 
-log = logging.getLogger("dcb.oauth")
+__all__ = [
+    "REFRESH_EARLY", "UNAVAILABLE_WAIT", "AUTHORIZE_URL", "GrantRevoked", "HubSpotOAuthApi",
+    "HubSpotTokens", "OAuthClientConfig", "OAuthError", "OAuthRefused", "OAuthUnavailable",
+    "TokenAnswer", "grant_for",
+]  # fmt: skip
 
-#: Refresh this long before an access token expires, so no call carries a token that
-#: expires on the way (HubSpot's last 30 minutes).
-REFRESH_EARLY = 300.0
-#: How long writes wait before asking again for a disconnected or absent account's token.
-UNAVAILABLE_WAIT = 60.0
+AUTHORIZE_URL = "https://app.hubspot.com/oauth/authorize"
 #: What HubSpot answers for a refresh token that no longer works (uninstall, revocation).
 REVOKED_CODES = frozenset({"BAD_REFRESH_TOKEN", "invalid_grant", "unauthorized"})
-
-Clock = Callable[[], float]
-
-
-class OAuthError(Exception):
-    """A token call failed; the message is safe to show (no token or secret)."""
-
-
-class OAuthRefused(OAuthError):
-    """HubSpot refused the request for good (a bad code, client secret, redirect URI)."""
-
-
-class GrantRevoked(OAuthRefused):
-    """The refresh token no longer works: the app was uninstalled or the grant revoked."""
-
-
-class OAuthUnavailable(OAuthError):
-    """HubSpot could not answer now (5xx, 429, timeout): try again later."""
-
-
-@dataclass(frozen=True, slots=True)
-class TokenAnswer:
-    access_token: str = field(repr=False)
-    refresh_token: str = field(repr=False)
-    expires_in: float
-
+#: HubSpot's installs' tokens, kept fresh (the core's `OAuthTokens`, platform "hubspot").
+HubSpotTokens = OAuthTokens
 
 @dataclass(frozen=True, slots=True)
 class OAuthClientConfig:
@@ -97,7 +72,21 @@ class HubSpotOAuthApi:
     def __repr__(self) -> str:
         return f"HubSpotOAuthApi(client_id={self._config.client_id!r})"
 
-    def exchange(self, code: str, redirect_uri: str) -> TokenAnswer:
+    platform = "hubspot"
+    pkce = False  # HubSpot's flow has no PKCE: the state and the client secret guard it
+
+    def authorize_url(
+        self, *, redirect_uri: str, scopes: Sequence[str], state: str, code_challenge: str | None
+    ) -> str:
+        query = {
+            "client_id": self._config.client_id,
+            "scope": " ".join(scopes),
+            "redirect_uri": redirect_uri,
+            "state": state,
+        }
+        return f"{AUTHORIZE_URL}?{urlencode(query)}"
+
+    def exchange(self, code: str, redirect_uri: str, verifier: str | None = None) -> TokenAnswer:
         """Tokens for an authorization code; raises `OAuthError`."""
         return self._token_call(
             grant_type="authorization_code", code=code, redirect_uri=redirect_uri
@@ -106,6 +95,9 @@ class HubSpotOAuthApi:
     def refresh(self, refresh_token: str) -> TokenAnswer:
         """A new access token; raises `GrantRevoked` when the grant is gone, else `OAuthError`."""
         return self._token_call(grant_type="refresh_token", refresh_token=refresh_token)
+
+    def account_of(self, access_token: str) -> str:
+        return self.portal_of(access_token)
 
     def portal_of(self, access_token: str) -> str:
         """The portal (hub) id an access token belongs to; raises `OAuthError`."""
@@ -149,110 +141,6 @@ def _classified(exc: Exception, what: str) -> OAuthError:
     return OAuthUnavailable(f"{what}: unexpected {type(exc).__name__}")
 
 
-class TokenEndpoint(Protocol):
-    """What `HubSpotTokens` needs of the token endpoint (`HubSpotOAuthApi`, or a fake)."""
-
-    def refresh(self, refresh_token: str) -> TokenAnswer: ...
-
-
-class DisconnectingStore(GrantStore, Protocol):
-    def mark_disconnected(self, account: str, reason: str, now: float) -> None: ...
-
-
-class HubSpotTokens:
-    """Fresh access tokens by account, refreshed early and after a 401 (thread-safe)."""
-
-    def __init__(
-        self, store: DisconnectingStore, endpoint: TokenEndpoint, clock: Clock = time.time
-    ) -> None:
-        self._store = store
-        self._endpoint = endpoint
-        self._clock = clock
-        self._locks: dict[str, threading.Lock] = {}
-        self._locks_lock = threading.Lock()
-
-    def __repr__(self) -> str:
-        return "HubSpotTokens()"
-
-    def installed_portals(self) -> frozenset[str]:
-        return self._store.installed_portals()
-
-    def remove(self, account: str) -> bool:
-        return self._store.remove(account)
-
-    def access_token(self, account: str) -> str | None:
-        """The account's access token, refreshed if due; None when it has none usable."""
-        try:
-            return self.token(account)
-        except TokenUnavailable:
-            return None
-
-    def token(self, account: str, *, force_refresh: bool = False, stale: str | None = None) -> str:
-        """The account's access token, refreshed when it expires within `REFRESH_EARLY` or
-        when `force_refresh` (unless another thread already replaced `stale`, the token
-        that was refused). Raises `TokenUnavailable` when the account has no grant, is
-        disconnected, or HubSpot cannot refresh it now."""
-        with self._lock_of(account):
-            grant = self._store.load(account)
-            if grant is None:
-                raise TokenUnavailable(
-                    f"{account} has not installed the app (open /oauth/hubspot/start)",
-                    UNAVAILABLE_WAIT,
-                )
-            if not grant.connected:
-                raise TokenUnavailable(
-                    f"{account} is disconnected ({grant.reason}): writes wait until the app "
-                    "is installed again",
-                    UNAVAILABLE_WAIT,
-                )
-            replaced = stale is not None and grant.access_token != stale
-            due = grant.expires_at - self._clock() <= REFRESH_EARLY
-            if (force_refresh and not replaced) or due:
-                grant = self._refresh(grant)
-            return grant.access_token
-
-    def _refresh(self, grant: OAuthGrant) -> OAuthGrant:
-        now = self._clock()
-        try:
-            answer = self._endpoint.refresh(grant.refresh_token)
-        except GrantRevoked as exc:
-            reason = f"refresh refused, app uninstalled or access revoked: {exc}"
-            self._store.mark_disconnected(grant.account, reason, now)
-            log.warning("%s disconnected: %s", grant.account, reason)
-            raise TokenUnavailable(
-                f"{grant.account} is {DISCONNECTED} ({reason})", UNAVAILABLE_WAIT
-            ) from None
-        except OAuthError as exc:
-            if grant.expires_at > now:  # still valid a little longer: use it meanwhile
-                log.warning("%s: refresh failed, using the current token: %s", grant.account, exc)
-                return grant
-            raise TokenUnavailable(f"{grant.account}: refresh failed: {exc}", 5.0) from None
-        fresh = replace(
-            grant,
-            access_token=answer.access_token,
-            refresh_token=answer.refresh_token or grant.refresh_token,
-            expires_at=now + answer.expires_in,
-            updated_at=now,
-        )
-        self._store.save(fresh)
-        log.info("%s: access token refreshed", grant.account)
-        return fresh
-
-    def _lock_of(self, account: str) -> threading.Lock:
-        with self._locks_lock:
-            return self._locks.setdefault(account, threading.Lock())
-
-
-def grant_for(
-    portal_id: str, answer: TokenAnswer, now: float, account: str | None = None
-) -> OAuthGrant:
+def grant_for(portal_id: str, answer: TokenAnswer, now: float) -> OAuthGrant:
     """A new, connected grant for a portal that has just installed the app."""
-    return OAuthGrant(
-        account=account or hubspot_account(portal_id),
-        platform="hubspot",
-        account_id=portal_id,
-        access_token=answer.access_token,
-        refresh_token=answer.refresh_token,
-        expires_at=now + answer.expires_in,
-        updated_at=now,
-    )
+    return new_grant("hubspot", portal_id, answer, now)

@@ -10,6 +10,14 @@ bulk profile import job (`Profiles.bulk_import_profiles`, then polling the job):
 instead of one per profile. A job that reports failed profiles or is cancelled is redone
 profile by profile, so every write still gets its own outcome.
 
+The credential is a private API key (a string: the SDK's configuration holds it) or, for an
+account installed through the OAuth app, a `TokenProvider` asked before every call: the
+SDK's configuration then holds no credential and each call carries the current token as
+its own `Authorization: Bearer` header (`_headers`), so one SDK client serves every token
+and thread. After a 401 the provider is asked for a refreshed token and the call is made
+once more. With no usable token (the account disconnected, say) every write comes back
+RETRY, throttled: the account pauses and its writes wait, nothing is dead-lettered.
+
 The SDK's own retries are off (`max_retries=1` is one attempt in total, urllib3 retries 0),
 every call has a timeout, and every call passes the injected `CallGate` first. After a
 429 the rest of the batch is not sent: it comes back throttled for the `Deliverer`.
@@ -20,10 +28,11 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import urllib3
 from klaviyo_api import KlaviyoAPI
+from openapi_client.exceptions import ApiException
 from openapi_client.rest import RESTClientObject
 
 from adapters.klaviyo.errors import classify
@@ -32,6 +41,7 @@ from connector.core.events import ProfileRef, format_time, parse_time
 from connector.core.late_data import FETCH_TIMEOUT
 from connector.core.pauses import PauseBook
 from connector.core.ports import (
+    ACCOUNT_SCOPE,
     FetchedProfile,
     FetchStatus,
     ProfileWrite,
@@ -41,7 +51,9 @@ from connector.core.ports import (
 )
 from connector.core.profile_fields import klaviyo_attribute
 from connector.core.ratelimit import FixedWindowLimiter, LimiterByKey, RateLimiter
+from connector.core.redaction import scrub
 from connector.core.throttle import CallGate, Throttle
+from connector.core.tokens import TokenProvider, TokenUnavailable
 
 PROFILE_IMPORT = "profile-import"
 BULK_IMPORT = "profile-bulk-import-jobs"
@@ -61,6 +73,9 @@ MAX_JOB_BYTES = 4_500_000  # under the 5 MB job payload limit, leaving room for 
 BULK_THRESHOLD = 25
 
 Sleep = Callable[[float], None]
+T = TypeVar("T")
+#: A call to the SDK given the headers to send with it (None: the configuration's key).
+Call = Callable[[dict[str, str] | None], T]
 
 
 WindowsLimiter = Callable[[Sequence[tuple[int, float]]], RateLimiter]
@@ -90,7 +105,7 @@ class KlaviyoClient:
 
     def __init__(
         self,
-        api_key: str,
+        api_key: str | TokenProvider,
         *,
         base_url: str,
         gate: CallGate,
@@ -101,7 +116,16 @@ class KlaviyoClient:
         poll_interval: float = 1.0,
         max_polls: int = 60,
     ) -> None:
-        api = KlaviyoAPI(api_key, max_retries=1, test_host=base_url.rstrip("/"))
+        fixed = api_key if isinstance(api_key, str) else None
+        self._provider = None if isinstance(api_key, str) else api_key
+        api = KlaviyoAPI(
+            fixed,
+            access_token=None if fixed is not None else "",
+            max_retries=1,
+            test_host=base_url.rstrip("/"),
+        )
+        if fixed is None:  # no credential in the configuration: each call brings its token
+            api.api_client.configuration.access_token = None
         api.api_client.configuration.retries = urllib3.Retry(0, redirect=False)
         api.api_client.rest_client = RESTClientObject(api.api_client.configuration)
         self._profiles = api.Profiles  # each access builds a new API object: keep one
@@ -129,14 +153,22 @@ class KlaviyoClient:
 
     def provision(self) -> ProvisionReport:
         """Proves the key works with the cheapest read (one profile, one call)."""
+        what = "key" if self._provider is None else "OAuth token"
         try:
-            self._gate.wait_turn(PROFILES)
-            self._profiles.get_profiles(page_size=1, _request_timeout=self._timeout)
+            self._authorized(
+                PROFILES,
+                lambda headers: self._profiles.get_profiles(
+                    page_size=1, _request_timeout=self._timeout, _headers=headers
+                ),
+            )
+        except TokenUnavailable as exc:
+            return ProvisionReport(problems=(f"no access token: {exc.reason}",))
         except Exception as exc:
-            verdict = classify(exc, PROFILES)
-            return ProvisionReport(problems=(f"Klaviyo did not accept the key: {verdict.reason}",))
+            reason = classify(exc, PROFILES).reason
+            return ProvisionReport(problems=(f"Klaviyo did not accept the {what}: {reason}",))
         self._gate.succeeded(PROFILES)
-        return ProvisionReport(existing=("api key (profiles:read)",))
+        held = "api key" if self._provider is None else "OAuth token"
+        return ProvisionReport(existing=(f"{held} (profiles:read)",))
 
     def fetch(self, profile: ProfileRef, fields: Sequence[str]) -> FetchedProfile:
         """Read `fields` (context names, mapped by `profile_fields`) of one profile: by
@@ -148,9 +180,14 @@ class KlaviyoClient:
             return FetchedProfile(FetchStatus.RETRY, reason="profiles paused", retry_after=paused)
         if not (profile.klaviyo_id or profile.email or profile.external_id):
             return FetchedProfile(FetchStatus.FATAL, reason="no Klaviyo id, email or external id")
-        self._gate.wait_turn(PROFILES)
+        timeout = min(self._timeout, FETCH_TIMEOUT)
         try:
-            resources = self._read(profile, min(self._timeout, FETCH_TIMEOUT))
+            resources = self._authorized(
+                PROFILES, lambda headers: self._read(profile, timeout, headers)
+            )
+        except TokenUnavailable as exc:
+            reason = scrub(f"no access token: {exc.reason}")
+            return FetchedProfile(FetchStatus.RETRY, reason=reason, retry_after=exc.retry_after)
         except Exception as exc:
             verdict = classify(exc, PROFILES)
             if verdict.throttled:
@@ -165,15 +202,23 @@ class KlaviyoClient:
         stamp = parse_time(updated, "updated") if isinstance(updated, str) else updated
         return FetchedProfile(FetchStatus.FOUND, values, updated_at=stamp)
 
-    def _read(self, profile: ProfileRef, timeout: float) -> list[Any]:
+    def _read(
+        self, profile: ProfileRef, timeout: float, headers: dict[str, str] | None
+    ) -> list[Any]:
         """The profile resources found (none, or one)."""
         if profile.klaviyo_id:
-            return [self._profiles.get_profile(profile.klaviyo_id, _request_timeout=timeout).data]
+            found = self._profiles.get_profile(
+                profile.klaviyo_id, _request_timeout=timeout, _headers=headers
+            )
+            return [found.data]
         kind, value = (
             ("email", profile.email) if profile.email else ("external_id", profile.external_id)
         )
         page = self._profiles.get_profiles(
-            filter=f"equals({kind},{_quoted(value or '')})", page_size=1, _request_timeout=timeout
+            filter=f"equals({kind},{_quoted(value or '')})",
+            page_size=1,
+            _request_timeout=timeout,
+            _headers=headers,
         )
         return list(page.data or [])
 
@@ -195,9 +240,15 @@ class KlaviyoClient:
         body = {"data": _resource(write)}
         if len(json.dumps(body)) > MAX_PROFILE_BYTES:
             return WriteOutcome(write.key, WriteStatus.FATAL, "profile payload over 100 KB")
-        self._gate.wait_turn(PROFILE_IMPORT)
         try:
-            answer = self._profiles.create_or_update_profile(body, _request_timeout=self._timeout)
+            answer = self._authorized(
+                PROFILE_IMPORT,
+                lambda headers: self._profiles.create_or_update_profile(
+                    body, _request_timeout=self._timeout, _headers=headers
+                ),
+            )
+        except TokenUnavailable as exc:
+            return self._unavailable(exc, PROFILE_IMPORT).for_write(write.key)
         except Exception as exc:
             return self._failed(exc, PROFILE_IMPORT, write.key)
         self._gate.succeeded(PROFILE_IMPORT)
@@ -223,9 +274,16 @@ class KlaviyoClient:
                 "attributes": {"profiles": {"data": [_resource(w) for w in job]}},
             }
         }
-        self._gate.wait_turn(BULK_IMPORT)
         try:
-            created = self._profiles.bulk_import_profiles(body, _request_timeout=self._timeout)
+            created = self._authorized(
+                BULK_IMPORT,
+                lambda headers: self._profiles.bulk_import_profiles(
+                    body, _request_timeout=self._timeout, _headers=headers
+                ),
+            )
+        except TokenUnavailable as exc:
+            unavailable = self._unavailable(exc, BULK_IMPORT)
+            return [unavailable.for_write(w.key) for w in job]
         except Exception as exc:
             verdict = classify(exc, BULK_IMPORT)
             if verdict.throttled:
@@ -239,11 +297,16 @@ class KlaviyoClient:
     def _await_job(self, job_id: str, job: Sequence[ProfileWrite]) -> list[WriteOutcome]:
         for _ in range(self._max_polls):
             self._sleep(self._poll_interval)
-            self._gate.wait_turn(BULK_IMPORT)
             try:
-                answer = self._profiles.get_bulk_import_profiles_job(
-                    job_id, _request_timeout=self._timeout
+                answer = self._authorized(
+                    BULK_IMPORT,
+                    lambda headers: self._profiles.get_bulk_import_profiles_job(
+                        job_id, _request_timeout=self._timeout, _headers=headers
+                    ),
                 )
+            except TokenUnavailable as exc:
+                unavailable = self._unavailable(exc, BULK_IMPORT)
+                return [unavailable.for_write(w.key, "bulk job status unknown") for w in job]
             except Exception as exc:
                 verdict = classify(exc, BULK_IMPORT)
                 if not verdict.throttled:
@@ -262,11 +325,43 @@ class KlaviyoClient:
         reason = f"bulk job still processing after {self._max_polls} polls"
         return [WriteOutcome(w.key, WriteStatus.RETRY, reason) for w in job]
 
+    # -- access tokens ----------------------------------------------------------------
+    def _authorized(self, endpoint: str, call: Call[T]) -> T:
+        """`call(headers)` after the gate, with the current token; once more with a
+        refreshed token after a 401. Raises what the call raises, or `TokenUnavailable`."""
+        if self._provider is None:
+            self._gate.wait_turn(endpoint)
+            return call(None)
+        token = self._provider()
+        self._gate.wait_turn(endpoint)
+        try:
+            return call(_bearer(token))
+        except ApiException as exc:
+            if exc.status != 401:
+                raise
+        token = self._provider(force_refresh=True, stale=token)
+        self._gate.wait_turn(endpoint)
+        return call(_bearer(token))
+
+    def _unavailable(self, exc: TokenUnavailable, endpoint: str) -> WriteOutcome:
+        """No token to write with: pause the account; the writes wait, none is lost."""
+        reason = scrub(f"no access token: {exc.reason}")
+        self._gate.throttled(endpoint, ACCOUNT_SCOPE, exc.retry_after, reason)
+        return WriteOutcome(
+            "", WriteStatus.RETRY, reason, retry_after=exc.retry_after, throttled=True
+        )
+
     def _failed(self, exc: Exception, endpoint: str, key: str) -> WriteOutcome:
         verdict = classify(exc, endpoint)
         if verdict.throttled:
             self._gate.throttled(endpoint, endpoint, verdict.retry_after or 1.0, verdict.reason)
         return verdict.for_write(key)
+
+
+def _bearer(token: str) -> dict[str, str]:
+    """The headers of one call carrying an OAuth access token (a fresh dict: the SDK adds
+    to it)."""
+    return {"Authorization": f"Bearer {token}"}
 
 
 def _quoted(value: str) -> str:

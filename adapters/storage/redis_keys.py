@@ -11,7 +11,8 @@ Layout, for the prefix `dcb` (`{a}` an account, `{p}` a platform, `{k}` a profil
     dcb:accounts                    set of accounts seen
     dcb:dead_letters                stream of dead letters (all accounts)
     dcb:oauth_grants                hash account -> JSON grant (tokens encrypted)
-    dcb:oauth_state:{s}             "1" with a TTL: an OAuth state not yet used
+    dcb:oauth_state:{s}             JSON {expires_at, verifier} with a TTL: an OAuth state
+                                    not yet used (its PKCE verifier encrypted)
     dcb:{a}:queued                  counter of the account's queued events
     dcb:{a}:dedup:{key}             "1" with a TTL of `DEDUP_TTL`
     dcb:{a}:identities              hash identifier -> profile key

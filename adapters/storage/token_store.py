@@ -9,10 +9,13 @@ key a stored grant cannot be read, and `check()` says so (`SecretKeyError`) at s
 What is not secret (account, portal id, expiry, status) is stored in clear so that
 `dcb status` and `installed_portals()` need no key.
 
-- `SqliteGrantStore(path, cipher)`: tables `oauth_grants` and `oauth_states` in the
-  embedded store's file.
+An install's PKCE code verifier is kept with its single-use state until the callback takes
+it, encrypted like the tokens.
+
+- `SqliteGrantStore(path, cipher)`: tables `oauth_grants`, `oauth_states` and
+  `oauth_verifiers` in the embedded store's file.
 - `RedisGrantStore(client, keys, cipher)`: hash `RedisKeys.oauth_grants`, and one key with
-  a TTL per OAuth state (`RedisKeys.oauth_state`).
+  a TTL per OAuth state (`RedisKeys.oauth_state`) holding its expiry and verifier.
 """
 
 from __future__ import annotations
@@ -88,8 +91,8 @@ class _Rows(Protocol):
     def put(self, row: dict[str, Any]) -> None: ...
     def delete(self, account: str) -> bool: ...
     def all(self) -> list[dict[str, Any]]: ...
-    def put_state(self, state: str, expires_at: float) -> None: ...
-    def take_state(self, state: str, now: float) -> bool: ...
+    def put_state(self, state: str, expires_at: float, verifier: str) -> None: ...
+    def take_state(self, state: str, now: float) -> str | None: ...
 
 
 class _GrantStore:
@@ -164,18 +167,28 @@ class _GrantStore:
             key=lambda g: g.account,
         )
 
+    def installed(self, platform: str) -> frozenset[str]:
+        return frozenset(g.account_id for g in self.grants() if g.platform == platform)
+
     def installed_portals(self) -> frozenset[str]:
-        return frozenset(g.account_id for g in self.grants() if g.platform == "hubspot")
+        return self.installed("hubspot")
 
     def remove(self, account: str) -> bool:
         with self._lock:
             return self._rows.delete(account)
 
-    def put_state(self, state: str, expires_at: float) -> None:
-        self._rows.put_state(state, expires_at)
+    def put_state(self, state: str, expires_at: float, verifier: str = "") -> None:
+        sealed = self._need_cipher().encrypt(verifier) if verifier else ""
+        self._rows.put_state(state, expires_at, sealed)
 
-    def take_state(self, state: str, now: float) -> bool:
-        return self._rows.take_state(state, now)
+    def take_state(self, state: str, now: float) -> str | None:
+        sealed = self._rows.take_state(state, now)
+        if not sealed:
+            return sealed
+        try:
+            return self._need_cipher().decrypt(sealed)
+        except SecretKeyError:  # the key changed during the install: start again
+            return None
 
     def mark_disconnected(self, account: str, reason: str, now: float) -> None:
         """Keep the grant but stop using it: its writes wait until a new install."""
@@ -262,15 +275,27 @@ class _SqliteRows:
             names = [d[0] for d in cursor.description]
             return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
-    def put_state(self, state: str, expires_at: float) -> None:
+    def put_state(self, state: str, expires_at: float, verifier: str) -> None:
         self._query("INSERT OR REPLACE INTO oauth_states VALUES (?, ?)", (state, expires_at))
+        if verifier:
+            self._query(
+                "INSERT OR REPLACE INTO oauth_verifiers VALUES (?, ?, ?)",
+                (state, verifier, expires_at),
+            )
 
-    def take_state(self, state: str, now: float) -> bool:
+    def take_state(self, state: str, now: float) -> str | None:
         taken = self._query(
             "DELETE FROM oauth_states WHERE state = ? AND expires_at > ?", (state, now)
         ).rowcount
+        with self._lock:
+            row = self._connection.execute(
+                "DELETE FROM oauth_verifiers WHERE state = ? RETURNING verifier", (state,)
+            ).fetchone()
         self._query("DELETE FROM oauth_states WHERE expires_at <= ?", (now,))
-        return taken > 0
+        self._query("DELETE FROM oauth_verifiers WHERE expires_at <= ?", (now,))
+        if taken == 0:
+            return None
+        return str(row[0]) if row else ""
 
     def close(self) -> None:
         with self._lock:
@@ -296,13 +321,19 @@ class _RedisRows:
         rows = self._redis.hgetall(self._keys.oauth_grants)
         return [json.loads(raw) for _, raw in sorted(rows.items())]
 
-    def put_state(self, state: str, expires_at: float) -> None:
+    def put_state(self, state: str, expires_at: float, verifier: str) -> None:
         # The TTL is relative; the absolute expiry is checked again when it is taken.
-        self._redis.set(self._keys.oauth_state(state), repr(expires_at), ex=3600)
+        value = json.dumps({"expires_at": expires_at, "verifier": verifier})
+        self._redis.set(self._keys.oauth_state(state), value, ex=3600)
 
-    def take_state(self, state: str, now: float) -> bool:
+    def take_state(self, state: str, now: float) -> str | None:
         raw = self._redis.getdel(self._keys.oauth_state(state))
-        return raw is not None and float(raw) > now
+        if raw is None:
+            return None
+        found = json.loads(raw)
+        if not isinstance(found, dict):  # written before verifiers: the bare expiry
+            found = {"expires_at": float(found), "verifier": ""}
+        return str(found["verifier"]) if float(found["expires_at"]) > now else None
 
 
 class SqliteGrantStore(_GrantStore):

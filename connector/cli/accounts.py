@@ -80,7 +80,9 @@ def describe(account: Account) -> dict[str, Any]:
         "name": account.name,
         "platforms": list(account.platforms),
         "account_ids": {p: account.account_id(p) for p in account.platforms},
-        "app": account.hubspot_app if "hubspot" in account.platforms else None,
+        "app": account.app if account.platform else (
+            account.hubspot_app if "hubspot" in account.platforms else None
+        ),
         "credentials": {p: c for p, c in credentials.items() if c},
         "rules": str(s.rules) if s.rules else "(the shipped example)",
         "abandon_after": _duration(s.abandon_after.total_seconds()),
@@ -229,10 +231,10 @@ def remove_account(
     )
     still = accounts.get(name)
     if still is None and isinstance(source, AccountTokens) and (orphans := source.orphans()):
-        names = ", ".join(f"hubspot-{p}" for p in sorted(orphans))
+        names = ", ".join(sorted(orphans))
         print(
             f"note: installs no account uses keep their tokens ({names}): `dcb accounts "
-            "remove hubspot-<portalId>` erases one",
+            "remove hubspot-<portalId>` (or klaviyo-<accountId>) erases one",
             file=err,
         )
     if still is not None:

@@ -59,13 +59,13 @@ def show_status(
     settings = accounts.settings
     try:
         source = account_tokens(accounts, grants, Runtime())
-        installed = grants.installed_portals()
         installs = {
             g.account: {
-                "portal": g.account_id,
+                "platform": g.platform,
+                ("portal" if g.platform == "hubspot" else "account_id"): g.account_id,
                 "status": g.status,
                 "reason": g.reason,
-                "account": source.owner_of(g.account_id, installed) if source else None,
+                "account": source.owner_of(g.account_id, None, g.platform) if source else None,
             }
             for g in grants.grants()
         }
@@ -107,16 +107,13 @@ def show_status(
         print(f"  dead letters: {info.get('dead_letters', 0)}", file=out)
     for account, install in sorted(installs.items()):
         reason = f": {install['reason']}" if install["reason"] else ""
-        serves = (
-            f"account {install['account']}"
-            if install["account"]
-            else "no account: its webhooks are refused"
+        hubspot = install["platform"] == "hubspot"
+        unused = "its webhooks are refused" if hubspot else "nothing writes with it"
+        serves = f"account {install['account']}" if install["account"] else f"no account: {unused}"
+        what = f"HubSpot portal {install['portal']}" if hubspot else (
+            f"Klaviyo account {install['account_id']}"
         )
-        print(
-            f"oauth {account} (HubSpot portal {install['portal']}, {serves}): "
-            f"{install['status']}{reason}",
-            file=out,
-        )
+        print(f"oauth {account} ({what}, {serves}): {install['status']}{reason}", file=out)
     return 0
 
 

@@ -1,10 +1,10 @@
 """OAuth grants as plain data, and the port of the store that keeps them (encrypted).
 
 An account installed through a public app's OAuth flow holds one `OAuthGrant`: an access
-token that lasts minutes and the refresh token that renews it. Accounts are named by the
-platform and its account id (`hubspot-<portalId>`). A grant whose refresh was refused
-because the app was uninstalled stays stored, `disconnected`, until the account is removed:
-its writes wait instead of failing.
+token that lasts minutes and the refresh token that renews it. Grants are named by the
+platform and its account id (`hubspot-<portalId>`, `klaviyo-<accountId>`). A grant whose
+refresh was refused because the app was uninstalled stays stored, `disconnected`, until
+the account is removed: its writes wait instead of failing.
 
 `GrantStore` is what the token logic needs from storage; `adapters/storage/token_store.py`
 implements it on SQLite and on Redis, encrypting the tokens.
@@ -19,9 +19,27 @@ CONNECTED = "connected"
 DISCONNECTED = "disconnected"
 
 
+def account_name(platform: str, account_id: str | int) -> str:
+    """The name of a platform account's grant, installed through a public app."""
+    return f"{platform}-{account_id}"
+
+
 def hubspot_account(portal_id: str | int) -> str:
-    """The account name of a HubSpot portal installed through the public app."""
-    return f"hubspot-{portal_id}"
+    """The grant name of a HubSpot portal installed through the public app."""
+    return account_name("hubspot", portal_id)
+
+
+def klaviyo_account(account_id: str) -> str:
+    """The grant name of a Klaviyo account installed through the OAuth app."""
+    return account_name("klaviyo", account_id)
+
+
+class TokenProvider(Protocol):
+    """An account's current access token, asked before every call; with `force_refresh` a
+    new one (after a 401 for `stale`, the token that was refused). Raises
+    `TokenUnavailable` when there is none to use."""
+
+    def __call__(self, force_refresh: bool = False, stale: str | None = None) -> str: ...
 
 
 class TokenUnavailable(Exception):
@@ -40,7 +58,7 @@ class OAuthGrant:
 
     account: str
     platform: str
-    account_id: str  # the platform's id: HubSpot's portal id
+    account_id: str  # the platform's id: HubSpot's portal id, Klaviyo's account id
     access_token: str = field(repr=False)
     refresh_token: str = field(repr=False)
     expires_at: float  # epoch seconds
@@ -79,14 +97,19 @@ class GrantStore(Protocol):
     def grants(self) -> list[GrantInfo]:
         """Every stored grant's public part, by account name."""
 
+    def installed(self, platform: str) -> frozenset[str]:
+        """The platform's account ids with a stored grant (connected or not)."""
+
     def installed_portals(self) -> frozenset[str]:
         """HubSpot portal ids with a stored grant (connected or not)."""
 
     def remove(self, account: str) -> bool:
         """Erase the account's grant; True when there was one."""
 
-    def put_state(self, state: str, expires_at: float) -> None:
-        """Remember an OAuth `state` value until `expires_at`."""
+    def put_state(self, state: str, expires_at: float, verifier: str = "") -> None:
+        """Remember an OAuth `state` value until `expires_at`, with its PKCE `verifier`
+        (kept encrypted; '' when the app uses no PKCE)."""
 
-    def take_state(self, state: str, now: float) -> bool:
-        """Forget `state`; True only the first time, and only before it expires."""
+    def take_state(self, state: str, now: float) -> str | None:
+        """Forget `state`; its verifier ('' if none) only the first time and only before
+        it expires, else None."""

@@ -11,17 +11,30 @@ Rate limits are enforced per endpoint in fixed windows (burst per second, steady
 minute; defaults are the documented ones, `limits=` overrides them). A 429 carries
 `Retry-After` (whole seconds) and pauses that endpoint: calls made before it ends get 429
 again and are counted in `calls_during_pause`.
+
+OAuth, as Klaviyo's app install works: `authorize(redirect_uri, code_challenge)` is the
+user's consent and gives a single-use code bound to the redirect URI and the PKCE (S256)
+challenge; `POST /oauth/token` (form-encoded, HTTP Basic with the client id and secret)
+takes `authorization_code` (with the `code_verifier` that matches) and `refresh_token`
+grants and answers `{"access_token","refresh_token","expires_in","token_type","scope"}`,
+errors as RFC 6749 `{"error","error_description"}`. Access tokens expire after
+`token_lifetime` seconds by the fake's clock; an API call with an expired or unknown
+`Authorization: Bearer` token is a 401 `not_authenticated`. `GET /api/accounts` names the
+account (`account_id`). `revoke()` is the app uninstalled: its tokens stop working and a
+refresh answers 400 `invalid_grant`. `bearer_calls` logs the token of each OAuth API call.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import math
 import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from tests.fakes.http_fake import Clock, FakeHttpApi, Reply, Request, first, header
 from tests.fakes.klaviyo_spec import problems
@@ -40,6 +53,10 @@ DEFAULT_TOPICS = (
     "event:klaviyo.started_checkout", "event:klaviyo.placed_order",
 )
 JSONAPI = "application/vnd.api+json"
+TOKEN = "/oauth/token"
+CLIENT_ID = "klaviyo-client-id"
+CLIENT_SECRET = "klaviyo-client-secret"
+ACCOUNT_ID = "XyZ123"
 
 
 @dataclass
@@ -97,9 +114,22 @@ class FakeKlaviyoApi(FakeHttpApi):
         job_polls: int = 1,
         topics: tuple[str, ...] = DEFAULT_TOPICS,
         webhooks_forbidden: bool = False,
+        account_id: str = ACCOUNT_ID,
+        client_id: str = CLIENT_ID,
+        client_secret: str = CLIENT_SECRET,
+        token_lifetime: int = 3600,
     ) -> None:
         super().__init__(clock)
         self.api_key = api_key
+        self.account_id = account_id
+        self.client_id = client_id
+        self.client_secret = client_secret
+        self.token_lifetime = token_lifetime
+        self.codes: dict[str, tuple[str, str]] = {}  # code -> (redirect URI, challenge)
+        self.access_tokens: dict[str, float] = {}  # token -> expires at
+        self.refresh_tokens: set[str] = set()
+        self.bearer_calls: list[str] = []  # the access token of each OAuth API call
+        self._issued = 0
         self.limits = {**DOCUMENTED_LIMITS, **(limits or {})}
         self.job_polls = job_polls  # polls a bulk job answers "processing" before "complete"
         self.profiles: dict[str, KlaviyoProfile] = {}
@@ -135,11 +165,85 @@ class FakeKlaviyoApi(FakeHttpApi):
     def calls(self, endpoint: str) -> int:
         return sum(1 for r in self.requests if _endpoint(r.path) == endpoint)
 
+    # -- OAuth -------------------------------------------------------------------------
+    def authorize(self, redirect_uri: str, code_challenge: str) -> str:
+        """The user consented on Klaviyo's authorize page: a single-use code for the
+        redirect URI and the PKCE challenge."""
+        code = "code-" + uuid.uuid4().hex
+        with self.lock:
+            self.codes[code] = (redirect_uri, code_challenge)
+        return code
+
+    def revoke(self) -> None:
+        """The app was uninstalled: every token stops working."""
+        with self.lock:
+            self.access_tokens.clear()
+            self.refresh_tokens.clear()
+
+    def token_calls(self, grant_type: str | None = None) -> list[Request]:
+        with self.lock:
+            found = [r for r in self.requests if r.path == TOKEN]
+        return [r for r in found if grant_type is None or _form(r.body).get("grant_type") ==
+                grant_type]
+
+    def _token(self, request: Request) -> Reply:
+        expected = base64.b64encode(f"{self.client_id}:{self.client_secret}".encode()).decode()
+        if header(request, "Authorization") != f"Basic {expected}":
+            return _oauth_error(401, "invalid_client", "Client authentication failed.")
+        form = _form(request.body)
+        grant = form.get("grant_type")
+        if grant == "authorization_code":
+            bound = self.codes.pop(form.get("code", ""), None)
+            if bound is None:
+                return _oauth_error(400, "invalid_grant", "Invalid or expired code.")
+            redirect_uri, challenge = bound
+            if form.get("redirect_uri") != redirect_uri:
+                return _oauth_error(400, "invalid_grant", "Redirect URI mismatch.")
+            if _challenge(form.get("code_verifier", "")) != challenge:
+                return _oauth_error(400, "invalid_grant", "Invalid code verifier.")
+            refresh = "refresh-" + uuid.uuid4().hex
+            self.refresh_tokens.add(refresh)
+            return self._tokens(refresh)
+        if grant == "refresh_token":
+            refresh = form.get("refresh_token", "")
+            if refresh not in self.refresh_tokens:
+                return _oauth_error(400, "invalid_grant", "Refresh token is invalid or revoked.")
+            return self._tokens(refresh)
+        return _oauth_error(400, "unsupported_grant_type", "Unsupported grant type.")
+
+    def _tokens(self, refresh: str) -> Reply:
+        self._issued += 1
+        access = f"kat-{self._issued}-{uuid.uuid4().hex[:8]}"
+        self.access_tokens[access] = self.clock() + self.token_lifetime
+        return Reply(200, {"access_token": access, "token_type": "Bearer",
+                           "expires_in": self.token_lifetime, "refresh_token": refresh,
+                           "scope": "accounts:read profiles:read profiles:write"})
+
+    def _authenticated(self, request: Request) -> Reply | None:
+        """None when the request's credential is good, else Klaviyo's 401."""
+        authorization = header(request, "Authorization")
+        if authorization == f"Klaviyo-API-Key {self.api_key}":
+            return None
+        if authorization.startswith("Bearer "):
+            token = authorization.removeprefix("Bearer ")
+            with self.lock:
+                expires = self.access_tokens.get(token)
+                if expires is not None and request.at < expires:
+                    self.bearer_calls.append(token)
+                    return None
+            return error(401, "not_authenticated", "Incorrect authentication credentials.",
+                         "The access token is invalid or has expired.")
+        return error(401, "not_authenticated", "Authentication credentials were not "
+                     "provided.", "Missing or invalid private key.")
+
     # -- HTTP ---------------------------------------------------------------------------
     def handle(self, request: Request) -> Reply:
-        if header(request, "Authorization") != f"Klaviyo-API-Key {self.api_key}":
-            return error(401, "not_authenticated", "Authentication credentials were not "
-                         "provided.", "Missing or invalid private key.")
+        if request.method == "POST" and request.path == TOKEN:
+            with self.lock:
+                return self._token(request)
+        refused = self._authenticated(request)
+        if refused is not None:
+            return refused
         if not header(request, "revision"):
             return error(400, "invalid", "Invalid input.", "A revision header is required.")
         endpoint = _endpoint(request.path)
@@ -159,6 +263,8 @@ class FakeKlaviyoApi(FakeHttpApi):
             return self._bulk_import(request.body)
         if request.method == "GET" and endpoint == "profile-bulk-import-jobs":
             return self._job(request.path.rsplit("/", 1)[-1])
+        if request.method == "GET" and request.path in ("/api/accounts", "/api/accounts/"):
+            return self._accounts()
         if request.method == "GET" and request.path == "/api/profiles":
             return self._list_profiles(request)
         if request.method == "GET" and request.path.startswith("/api/profiles/"):
@@ -275,6 +381,19 @@ class FakeKlaviyoApi(FakeHttpApi):
                          f"A profile with id {profile_id} does not exist.", "/id")
         return Reply(200, self._profile_body(profile), content_type=JSONAPI)
 
+    def _accounts(self) -> Reply:
+        link = f"{self.base_url}/api/accounts/{self.account_id}/"
+        contact = {"default_sender_name": "Shop", "default_sender_email": "shop@example.com",
+                   "website_url": "https://shop.example", "organization_name": "Shop",
+                   "street_address": None}
+        attributes = {"test_account": False, "contact_information": contact,
+                      "industry": "Retail", "timezone": "UTC", "preferred_currency": "USD",
+                      "public_api_key": "PkAbC1", "locale": "en-US"}
+        data = [{"type": "account", "id": self.account_id, "attributes": attributes,
+                 "links": {"self": link}}]
+        body = {"data": data, "links": {"self": f"{self.base_url}/api/accounts"}}
+        return Reply(200, body, content_type=JSONAPI)
+
     def _list_webhooks(self) -> Reply:
         body = {"data": [self._webhook_resource(w) for w in self.webhooks.values()],
                 "links": {"self": f"{self.base_url}/api/webhooks"}}
@@ -388,6 +507,20 @@ class FakeKlaviyoApi(FakeHttpApi):
 
     def _new_id(self) -> str:
         return "01K" + uuid.uuid4().hex[:23].upper()
+
+
+def _form(body: Any) -> dict[str, str]:
+    text = body if isinstance(body, str) else ""
+    return {k: v[0] for k, v in parse_qs(text).items()}
+
+
+def _challenge(verifier: str) -> str:
+    digest = hashlib.sha256(verifier.encode()).digest()
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
+def _oauth_error(status: int, code: str, description: str) -> Reply:
+    return Reply(status, {"error": code, "error_description": description})
 
 
 def _endpoint(path: str) -> str:

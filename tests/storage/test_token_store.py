@@ -122,10 +122,30 @@ def test_states_are_single_use_and_expire(opener: tuple[Open, Callable[[], str]]
     store = opener[0]([OLD])
     store.put_state("s1", 100.0)
     store.put_state("s2", 100.0)
-    assert store.take_state("s1", 50.0)
-    assert not store.take_state("s1", 50.0)
-    assert not store.take_state("s2", 100.0)  # expired
-    assert not store.take_state("never", 1.0)
+    assert store.take_state("s1", 50.0) == ""  # taken, no verifier
+    assert store.take_state("s1", 50.0) is None
+    assert store.take_state("s2", 100.0) is None  # expired
+    assert store.take_state("never", 1.0) is None
+
+
+def test_a_pkce_verifier_is_kept_encrypted_with_its_state_and_taken_once(
+    opener: tuple[Open, Callable[[], str]], tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    store = opener[0]([OLD])
+    verifier = "pkce-verifier-" + "v" * 50
+    store.put_state("s1", 100.0, verifier)
+    store.put_state("s2", 100.0, verifier)
+    if isinstance(store, SqliteGrantStore):
+        with sqlite3.connect(tmp_path / STORE_FILE) as db:
+            raw = repr(db.execute("SELECT * FROM oauth_verifiers").fetchall())
+    else:
+        client = request.getfixturevalue("redis_client")
+        raw = repr([client.get(k) for k in client.keys("*oauth_state*")])
+    assert raw.count("verifier") + raw.count("gAAAA") >= 2  # both stored, sealed
+    assert verifier not in raw
+    assert store.take_state("s1", 50.0) == verifier
+    assert store.take_state("s1", 50.0) is None
+    assert store.take_state("s2", 100.0) is None  # expired: its verifier with it
 
 
 def test_a_key_that_is_not_a_fernet_key_is_refused() -> None:
