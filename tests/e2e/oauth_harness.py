@@ -115,17 +115,7 @@ class Connector:
         return self.client.post(path, data=body, headers=headers)
 
     def checkout(self, email: str, event_id: str, key: str = EVENTS_KEY) -> None:
-        event = {
-            "type": "checkout_started",
-            "event_id": event_id,
-            "occurred_at": datetime.now(UTC).isoformat(),
-            "profile": {"email": email},
-            "properties": {"cart_value": 200.0, "checkout_url": "https://shop.example/c/1"},
-        }
-        response = self.client.post(
-            "/v1/events", json=event, headers={"Authorization": f"Bearer {key}"}
-        )
-        assert response.status_code == 202, response.json
+        send_checkout(self.client, email, event_id, key)
 
     def landed(self, email: str) -> bool:
         contact = self.hubspot.by_email(email)
@@ -161,3 +151,16 @@ def started(
         yield Connector(service, service.app.test_client(), hubspot, clock, settings.data_dir)
     finally:
         service.stop(drain=False, drain_seconds=2)
+
+
+def send_checkout(client: FlaskClient, email: str, event_id: str, key: str = EVENTS_KEY) -> None:
+    """POST a first-party `checkout_started` for `email` to `/v1/events`; it must be taken."""
+    event = {
+        "type": "checkout_started",
+        "event_id": event_id,
+        "occurred_at": datetime.now(UTC).isoformat(),
+        "profile": {"email": email},
+        "properties": {"cart_value": 200.0, "checkout_url": "https://shop.example/c/1"},
+    }
+    response = client.post("/v1/events", json=event, headers={"Authorization": f"Bearer {key}"})
+    assert response.status_code == 202, response.json

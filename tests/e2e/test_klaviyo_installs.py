@@ -12,7 +12,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -27,7 +26,7 @@ from connector.core.oauth import code_challenge
 from connector.manifest import load_manifest
 from connector.service import Service
 from connector.settings import Settings
-from tests.e2e.oauth_harness import EVENTS_KEY, KEY, PUBLIC_URL, MovableClock
+from tests.e2e.oauth_harness import EVENTS_KEY, KEY, PUBLIC_URL, MovableClock, send_checkout
 from tests.fakes.fake_klaviyo import ACCOUNT_ID, CLIENT_ID, CLIENT_SECRET, FakeKlaviyoApi
 
 REDIRECT_URI = PUBLIC_URL + "/oauth/klaviyo/callback"
@@ -80,17 +79,7 @@ class Connector:
         )
 
     def checkout(self, email: str, event_id: str, key: str = EVENTS_KEY) -> None:
-        event = {
-            "type": "checkout_started",
-            "event_id": event_id,
-            "occurred_at": datetime.now(UTC).isoformat(),
-            "profile": {"email": email},
-            "properties": {"cart_value": 200.0, "checkout_url": "https://shop.example/c/1"},
-        }
-        response = self.client.post(
-            "/v1/events", json=event, headers={"Authorization": f"Bearer {key}"}
-        )
-        assert response.status_code == 202, response.json
+        send_checkout(self.client, email, event_id, key)
 
     def landed(self, email: str) -> bool:
         profile = self.klaviyo.by_email(email)
