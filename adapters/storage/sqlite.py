@@ -13,6 +13,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from connector.core.storage import (
     PendingWrite,
     ProfileUpdate,
     Settlement,
+    StoreClosed,
     Timer,
 )
 
@@ -38,6 +40,8 @@ from connector.core.storage import (
 LEASE_SECONDS = 30.0
 #: The most enqueue requests one group commit takes; bounds one transaction's size.
 GROUP_LIMIT = 512
+#: How often a caller waiting for its group commit checks that the writer still runs.
+WRITER_CHECK_SECONDS = 1.0
 
 #: Every table with an `account` column: what erasing an account empties.
 ACCOUNT_TABLES = (
@@ -120,7 +124,12 @@ class SqlitePipelineStore:
                 raise Backpressure(self._depth, self.queue_limit)
         done: Future[EnqueueResult] = Future()
         self._jobs.put((items, now, done))
-        return done.result()
+        while True:  # a job put after close() would wait forever for a writer that is gone
+            try:
+                return done.result(timeout=WRITER_CHECK_SECONDS)
+            except FutureTimeout:
+                if not self._writer.is_alive():
+                    raise StoreClosed("the store is closed: nothing was queued") from None
 
     def _write_groups(self) -> None:
         while True:

@@ -13,9 +13,10 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from connector.core.events import IDENTIFIER_KINDS, ProfileRef
+from connector.core.events import IDENTIFIER_KINDS, PLATFORM_NATIVE_IDS, ProfileRef
+from connector.core.intake import LINK, REDECIDE
 from connector.core.ports import ProfileWrite, WriteOutcome, WriteStatus
-from connector.core.storage import PendingWrite, PipelineStore, Settlement
+from connector.core.storage import Backpressure, Inbound, PendingWrite, PipelineStore, Settlement
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,34 @@ class Dispatcher:
         ]
         self.store.settle(settlements, settled_at)
         self.on_settled(settlements)
+        self._link(due, outcomes, settled_at)
         return len(settlements)
+
+    def _link(
+        self, due: Sequence[PendingWrite], outcomes: Sequence[WriteOutcome], now: float
+    ) -> None:
+        """Give a profile the record id the platform just told us (a contact created by
+        email, say), so the platform's own webhooks, which name only that id, find the
+        same profile instead of starting another. Best effort: a full queue skips it."""
+        kind = PLATFORM_NATIVE_IDS.get(self.platform)
+        links = [
+            Inbound(
+                self.account,
+                f"link:{self.platform}:{outcome.platform_id}:{write.profile_key}",
+                {REDECIDE: dict(write.identifiers), LINK: {kind: outcome.platform_id}},
+                (self.platform,),
+            )
+            for write, outcome in zip(due, outcomes, strict=True)
+            if kind is not None
+            and outcome.status is WriteStatus.WRITTEN
+            and outcome.platform_id
+            and write.identifiers.get(kind) != outcome.platform_id
+        ]
+        if links:
+            try:
+                self.store.enqueue(links, now)
+            except Backpressure:
+                log.warning("queue full: %d profiles not linked to their record ids", len(links))
 
     def _drop_expired(self, due: Sequence[PendingWrite], now: float) -> list[PendingWrite]:
         """Writes whose content still holds; the others are decided again, not sent."""

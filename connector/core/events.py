@@ -52,6 +52,8 @@ PLATFORM_IDENTIFIERS: dict[str, tuple[str, ...]] = {
     "hubspot": ("hubspot_id", "email"),
     "klaviyo": ("klaviyo_id", "email", "external_id"),
 }
+#: Each platform's own id for a profile (its record id), which only the platform gives.
+PLATFORM_NATIVE_IDS: dict[str, str] = {"hubspot": "hubspot_id", "klaviyo": "klaviyo_id"}
 
 
 class EventError(ValueError):

@@ -24,6 +24,9 @@ MAX_FIRST_PARTY_EVENTS = 1000
 ERASE = "erase"
 #: The queued item that decides a profile again from its stored context (a replay).
 REDECIDE = "redecide"
+#: With REDECIDE: identifiers a platform gave the profile when it was written (its record
+#: id), added to the profile's before it is decided again.
+LINK = "link"
 
 
 @dataclass(frozen=True, slots=True)

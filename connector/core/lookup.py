@@ -30,13 +30,18 @@ from typing import Any, Protocol
 
 from connector.core.context import view
 from connector.core.decisions import Decision, Outcome
-from connector.core.events import IDENTIFIER_KINDS, PLATFORM_IDENTIFIERS, parse_event
+from connector.core.events import (
+    IDENTIFIER_KINDS,
+    PLATFORM_IDENTIFIERS,
+    PLATFORM_NATIVE_IDS,
+    parse_event,
+)
 from connector.core.processing import Renderer
 from connector.core.properties import build_properties
 from connector.core.rules import RuleSet, decide
 
 #: The id a platform's own URLs carry when no kind is given.
-NATIVE_IDENTIFIER = {"hubspot": "hubspot_id", "klaviyo": "klaviyo_id"}
+NATIVE_IDENTIFIER = PLATFORM_NATIVE_IDS
 #: Longest profile id accepted in a URL (an email is at most 254 characters).
 MAX_PROFILE_ID = 320
 

@@ -24,8 +24,15 @@ from connector.core.abandonment import DEFAULT_ABANDON_AFTER, Arm, Disarm, timer
 from connector.core.browser import is_browser
 from connector.core.context import absorb, fold, view
 from connector.core.decisions import Decision
-from connector.core.events import PLATFORM_IDENTIFIERS, Event, EventError, parse_event, parse_time
-from connector.core.intake import ERASE, REDECIDE
+from connector.core.events import (
+    PLATFORM_IDENTIFIERS,
+    PLATFORM_NATIVE_IDS,
+    Event,
+    EventError,
+    parse_event,
+    parse_time,
+)
+from connector.core.intake import ERASE, LINK, REDECIDE
 from connector.core.late_data import (
     ATTEMPT,
     DEFAULT_TTL,
@@ -48,8 +55,6 @@ log = logging.getLogger(__name__)
 FETCH_ROUNDS = 3
 
 
-#: The identifier that proves a platform has the profile (it came from that platform).
-PLATFORM_NATIVE_IDS: dict[str, str] = {"hubspot": "hubspot_id", "klaviyo": "klaviyo_id"}
 #: Context key: the platforms the profile exists on, as far as the connector knows.
 KNOWN_ON = "known_on"
 
@@ -165,12 +170,14 @@ class Processor:
         known: dict[tuple[str, str], str] = {}  # (account, "kind:value") -> profile key
         for item in claimed:
             fetched: Mapping[str, Any] | None = None
+            linked: Mapping[str, str] | None = None
             attempt = 1
             if REDECIDE in item.event:
                 event = None
                 ids = tuple((str(k), str(v)) for k, v in dict(item.event[REDECIDE]).items())
                 fetched = item.event.get(FETCHED)
                 attempt = int(item.event.get(ATTEMPT, 1))
+                linked = item.event.get(LINK)
             else:
                 try:
                     event = parse_event(item.event, received_at=self.clock())
@@ -193,7 +200,7 @@ class Processor:
             for kind, value in ids:
                 known[(item.account, f"{kind}:{value}")] = key
             groups.setdefault((item.account, key), []).append(
-                _Item(event, item.platforms, fetched, attempt)
+                _Item(event, item.platforms, fetched, attempt, linked)
             )
         return groups
 
@@ -201,6 +208,10 @@ class Processor:
         """Fold the profile's events (and fetched fields) and decide; None when there is
         nothing to decide on (a replay for a profile erased since)."""
         context: dict[str, Any] = self.store.load_context(account, key) or {}
+        for item in items:  # a platform's own id for the profile, learnt when it was written
+            if item.linked and context:
+                ids = dict(context.get("identifiers") or {})
+                context["identifiers"] = {**ids, **{str(k): str(v) for k, v in item.linked.items()}}
         events = sorted(
             (i.event for i in items if i.event is not None), key=lambda e: e.occurred_at
         )
@@ -325,6 +336,7 @@ class _Item:
     platforms: tuple[str, ...]
     fetched: Mapping[str, Any] | None = None  # fields read from a platform, late
     attempt: int = 1  # a fetch retry's attempt number
+    linked: Mapping[str, str] | None = None  # identifiers a platform gave it (`LINK`)
 
 
 def _writable(context: dict[str, Any], items: Sequence[_Item]) -> list[str]:

@@ -32,6 +32,10 @@ DEDUP_TTL = timedelta(days=7)
 RUNTIME_TTL = timedelta(seconds=30)
 
 
+class StoreClosed(Exception):
+    """The store was closed: it takes nothing more (a late call during shutdown)."""
+
+
 class Backpressure(Exception):
     """The queue holds more than its limit: the sender should retry later."""
 

@@ -112,6 +112,39 @@ def test_first_party_event_reaches_both_platforms(running: Running) -> None:
         assert {k for k in written if k.startswith("dcb_")} == declared
 
 
+def test_a_contact_created_by_email_is_the_same_profile_when_hubspot_names_its_id(
+    running: Running,
+) -> None:
+    """The connector creates the contact by email; HubSpot's webhooks then name only its
+    record id. They must reach the same profile (with its cart), not start a blank one
+    whose decisions would overwrite the contact's with ones made without the cart."""
+    event = {
+        "type": "checkout_started",
+        "event_id": "link-1",
+        "occurred_at": datetime.now(UTC).isoformat(),
+        "profile": {"email": "lin@example.com"},
+        "properties": {"cart_value": 200.0, "checkout_url": "https://shop.example/c/9"},
+    }
+    response = running.client.post(
+        "/v1/events", json=event, headers={"Authorization": f"Bearer {EVENTS_KEY}"}
+    )
+    assert response.status_code == 202, response.json
+    running.wait_for(lambda: running.hubspot.by_email("lin@example.com") is not None)
+    contact = running.hubspot.by_email("lin@example.com")
+    assert contact is not None
+    store = running.service.app.extensions["dcb"]["store"]
+    running.wait_for(
+        lambda: store.resolve_profile("default", {"hubspot_id": contact.id}) == "email:lin@example.com"
+    )
+    hook = post_hubspot(running, notification(contact.id, "contact.creation", 77))
+    assert hook.status_code == 202, hook.json
+    running.wait_for(lambda: running.service.app.extensions["dcb"]["store"].depth() == 0)
+    context = store.load_context("default", "email:lin@example.com")
+    assert context["identifiers"]["hubspot_id"] == str(contact.id)
+    assert store.load_context("default", f"hubspot_id:{contact.id}") is None  # no second profile
+    assert context["cart_value"] == 200.0 and context["last_event"]["type"] == "profile_created"
+
+
 def test_klaviyo_flow_webhook(running: Running) -> None:
     profile_id = running.klaviyo.add_profile("cy@example.com")
     body = json.dumps(

@@ -11,7 +11,7 @@ import pytest
 
 from adapters.storage.sqlite import LEASE_SECONDS, SqlitePipelineStore
 from adapters.storage.sqlite_schema import SCHEMA_VERSION, SchemaError
-from connector.core.storage import Settlement, Timer
+from connector.core.storage import Inbound, Settlement, StoreClosed, Timer
 from tests.storage.test_store_contract import T, decide, inbound, send, waiting
 
 
@@ -116,3 +116,11 @@ def test_a_database_of_a_newer_schema_is_refused(tmp_path: Path) -> None:
     db.close()
     with pytest.raises(SchemaError, match="newer dcb-connector"):
         SqlitePipelineStore(path)
+
+
+def test_an_enqueue_after_close_fails_instead_of_waiting_forever(tmp_path: Path) -> None:
+    store = SqlitePipelineStore(tmp_path / "dcb.sqlite3")
+    store.close()
+    event = {"type": "cart_updated", "profile": {"email": "a@x.y"}}
+    with pytest.raises(StoreClosed):
+        store.enqueue([Inbound("default", "late", event, ("hubspot",))], 0.0)
