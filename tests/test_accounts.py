@@ -268,8 +268,8 @@ def test_list_shows_where_each_account_comes_from(tmp_path: Path) -> None:
 
 
 def test_accounts_test_gives_a_verdict_per_platform(tmp_path: Path) -> None:
-    from connector.bootstrap import Runtime
     from connector.cli.accounts import test_account
+    from connector.runtime import Runtime
     from tests.fakes.fake_hubspot import FakeHubSpotApi
 
     with FakeHubSpotApi("pat-good") as hubspot:

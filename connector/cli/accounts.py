@@ -25,9 +25,11 @@ from collections.abc import Callable, Mapping
 from typing import Any, TextIO
 
 from connector.accounts import NAME, Account, Accounts, load_accounts
-from connector.bootstrap import Runtime, build_clients, open_store, token_source
+from connector.clients import build_clients
 from connector.core.ports import TokenSource
 from connector.installs import AccountTokens
+from connector.oauth_setup import token_source
+from connector.runtime import Runtime, open_store
 from connector.settings import SettingsError
 
 

@@ -27,11 +27,12 @@ from adapters.klaviyo.webhooks import (
     WebhookRegistration,
     webhooks_throttle,
 )
-from connector.bootstrap import Runtime, hubspot_client, klaviyo_client
+from connector.clients import hubspot_client, klaviyo_client
 from connector.core.pauses import Pauses
 from connector.core.ports import ProvisionReport
 from connector.flow_bodies import FlowBodiesError, flow_actions
 from connector.manifest import Manifest, ManifestError, Subscription, load_manifest
+from connector.runtime import Runtime
 from connector.settings import Settings, SettingsError
 
 HUBSPOT_WEBHOOK_PATH = "/webhooks/hubspot"

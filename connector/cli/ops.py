@@ -17,10 +17,11 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from connector.accounts import load_accounts
-from connector.bootstrap import Runtime, account_tokens, open_grants, open_store
 from connector.cli.serve import load_settings
 from connector.core.intake import REDECIDE
 from connector.core.storage import Inbound
+from connector.oauth_setup import account_tokens, open_grants
+from connector.runtime import Runtime, open_store
 from connector.settings import SettingsError
 
 

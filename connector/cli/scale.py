@@ -21,8 +21,9 @@ from typing import Any
 from gunicorn.app.base import BaseApplication
 
 from connector.accounts import Accounts
-from connector.bootstrap import build_service, provision
+from connector.bootstrap import build_service
 from connector.cli.serve import SWITCH_INTERVAL, describe, load_config
+from connector.clients import provision
 from connector.core.documents import DocumentError
 from connector.metrics import enable_multiprocess
 from connector.settings import SettingsError

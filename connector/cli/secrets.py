@@ -11,8 +11,8 @@ import argparse
 import sys
 from typing import Any
 
-from connector.bootstrap import open_grants
 from connector.cli.serve import load_settings
+from connector.oauth_setup import open_grants
 from connector.settings import SettingsError
 
 

@@ -13,7 +13,8 @@ from typing import Any
 from waitress import create_server
 
 from connector.accounts import Accounts, load_accounts
-from connector.bootstrap import build_service, provision
+from connector.bootstrap import build_service
+from connector.clients import provision
 from connector.core.documents import DocumentError
 from connector.settings import Settings, SettingsError
 

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from connector.bootstrap import Runtime
 from connector.cli import main
 from connector.cli.install import install_hubspot, install_klaviyo
 from connector.flow_bodies import flow_actions
 from connector.manifest import load_manifest
+from connector.runtime import Runtime
 from tests.fakes.clock import FakeClock
 from tests.fakes.fake_hubspot import FakeHubSpotApi
 from tests.fakes.fake_klaviyo import FakeKlaviyoApi

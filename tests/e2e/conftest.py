@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from flask.testing import FlaskClient
 
-from connector.bootstrap import build_service, provision
+from connector.bootstrap import build_service
+from connector.clients import provision
 from connector.service import Service
 from connector.settings import Settings
 from tests.fakes.fake_hubspot import FakeHubSpotApi

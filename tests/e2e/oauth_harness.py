@@ -25,7 +25,8 @@ from flask.testing import FlaskClient
 
 from adapters.storage.token_store import SqliteGrantStore
 from connector.accounts import Accounts
-from connector.bootstrap import Runtime, build_service
+from connector.bootstrap import build_service
+from connector.runtime import Runtime
 from connector.service import Service
 from connector.settings import Settings
 from tests.fakes.fake_hubspot import CLIENT_ID, CLIENT_SECRET, FakeHubSpotApi

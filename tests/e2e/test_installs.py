@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 from connector.accounts import load_accounts
-from connector.bootstrap import Runtime
 from connector.cli import accounts as cli
 from connector.cli.ops import show_status
+from connector.runtime import Runtime
 from tests.e2e.oauth_harness import (
     KEY,
     PUBLIC_URL,

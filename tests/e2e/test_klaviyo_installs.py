@@ -20,10 +20,11 @@ import pytest
 from flask.testing import FlaskClient
 
 from connector.accounts import load_accounts
-from connector.bootstrap import STORE_FILE, Runtime, build_service
+from connector.bootstrap import build_service
 from connector.cli.ops import show_status
 from connector.core.oauth import code_challenge
 from connector.manifest import load_manifest
+from connector.runtime import STORE_FILE, Runtime
 from connector.service import Service
 from connector.settings import Settings
 from tests.e2e.oauth_harness import EVENTS_KEY, KEY, PUBLIC_URL, MovableClock, send_checkout

@@ -22,9 +22,11 @@ import pytest
 from flask.testing import FlaskClient
 
 from connector.accounts import Accounts, load_accounts
-from connector.bootstrap import build_service, open_store, provision
+from connector.bootstrap import build_service
 from connector.cli.accounts import remove_account
+from connector.clients import provision
 from connector.core.storage import Inbound
+from connector.runtime import open_store
 from connector.service import Service
 from tests.fakes.fake_hubspot import FakeHubSpotApi
 from tests.fakes.fake_klaviyo import FakeKlaviyoApi

@@ -13,8 +13,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from connector.bootstrap import STORE_FILE
 from connector.manifest import load_manifest
+from connector.runtime import STORE_FILE
 from tests.e2e.oauth_harness import (
     PORTAL,
     PUBLIC_URL,

@@ -13,10 +13,11 @@ import pytest
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from connector.bootstrap import Store, build_service
+from connector.bootstrap import build_service
 from connector.core.context import fold
 from connector.core.events import parse_event
 from connector.core.storage import ProfileUpdate
+from connector.runtime import Store
 from connector.service import Service
 from connector.settings import Settings
 

@@ -18,9 +18,10 @@ from adapters.storage.token_store import (
     SqliteGrantStore,
     TokenCipher,
 )
-from connector.bootstrap import STORE_FILE, open_grants
 from connector.cli import main
 from connector.core.tokens import OAuthGrant
+from connector.oauth_setup import open_grants
+from connector.runtime import STORE_FILE
 from connector.settings import Settings, SettingsError
 
 OLD, NEW = Fernet.generate_key().decode(), Fernet.generate_key().decode()

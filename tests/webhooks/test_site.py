@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from connector.bootstrap import Runtime, build_service
+from connector.bootstrap import build_service
 from connector.core.storage import Claimed
+from connector.runtime import Runtime
 from connector.service import Service
 from connector.settings import Settings
 from tests.fakes.clock import FakeClock

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from connector.accounts import ConfigError, read_accounts
-from connector.bootstrap import Runtime, build_service
+from connector.bootstrap import build_service
+from connector.runtime import Runtime
 from connector.settings import Settings
 from tests.fakes.clock import FakeClock
 from tests.webhooks.test_site import BROWSER, NOW, Site
