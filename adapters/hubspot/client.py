@@ -55,7 +55,7 @@ from connector.core.properties_schema import PropertySchema, PropertySpec
 from connector.core.ratelimit import RateLimiter, RollingWindowLimiter
 from connector.core.redaction import scrub
 from connector.core.throttle import CallGate, Throttle
-from connector.core.tokens import TokenUnavailable
+from connector.core.tokens import TokenUnavailable, with_fresh_token
 
 API = "api"  # every call counts against one account-wide limit (search aside)
 LIMIT_PER_10S = 100  # private apps on Free/Starter; 190 on Pro/Enterprise, 110 for OAuth apps
@@ -186,16 +186,12 @@ class HubSpotClient:
         if self._provider is None:
             self._gate.wait_turn(API)
             return call(None)
-        token = self._provider()
-        self._gate.wait_turn(API)
-        try:
-            return call(_bearer(token))
-        except API_EXCEPTIONS as exc:
-            if exc.status != 401:
-                raise
-        token = self._provider(force_refresh=True, stale=token)
-        self._gate.wait_turn(API)
-        return call(_bearer(token))
+        return with_fresh_token(
+            self._provider,
+            lambda: self._gate.wait_turn(API),
+            lambda token: call(_bearer(token)),
+            lambda exc: isinstance(exc, API_EXCEPTIONS) and exc.status == 401,
+        )
 
     def _unavailable(
         self, exc: TokenUnavailable, writes: Sequence[ProfileWrite]

@@ -53,7 +53,7 @@ from connector.core.profile_fields import klaviyo_attribute
 from connector.core.ratelimit import FixedWindowLimiter, LimiterByKey, RateLimiter
 from connector.core.redaction import scrub
 from connector.core.throttle import CallGate, Throttle
-from connector.core.tokens import TokenProvider, TokenUnavailable
+from connector.core.tokens import TokenProvider, TokenUnavailable, with_fresh_token
 
 PROFILE_IMPORT = "profile-import"
 BULK_IMPORT = "profile-bulk-import-jobs"
@@ -332,16 +332,12 @@ class KlaviyoClient:
         if self._provider is None:
             self._gate.wait_turn(endpoint)
             return call(None)
-        token = self._provider()
-        self._gate.wait_turn(endpoint)
-        try:
-            return call(_bearer(token))
-        except ApiException as exc:
-            if exc.status != 401:
-                raise
-        token = self._provider(force_refresh=True, stale=token)
-        self._gate.wait_turn(endpoint)
-        return call(_bearer(token))
+        return with_fresh_token(
+            self._provider,
+            lambda: self._gate.wait_turn(endpoint),
+            lambda token: call(_bearer(token)),
+            lambda exc: isinstance(exc, ApiException) and exc.status == 401,
+        )
 
     def _unavailable(self, exc: TokenUnavailable, endpoint: str) -> WriteOutcome:
         """No token to write with: pause the account; the writes wait, none is lost."""

@@ -12,8 +12,11 @@ implements it on SQLite and on Redis, encrypting the tokens.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
+
+T = TypeVar("T")
 
 CONNECTED = "connected"
 DISCONNECTED = "disconnected"
@@ -40,6 +43,27 @@ class TokenProvider(Protocol):
     `TokenUnavailable` when there is none to use."""
 
     def __call__(self, force_refresh: bool = False, stale: str | None = None) -> str: ...
+
+
+def with_fresh_token(
+    provider: TokenProvider,
+    wait_turn: Callable[[], None],
+    call: Callable[[str], T],
+    refused: Callable[[Exception], bool],
+) -> T:
+    """`call(token)` after `wait_turn()` (the rate gate), with the provider's current
+    token; once more with a refreshed one when the platform refused it (`refused(exc)`: a
+    401). Raises what the call raises, or `TokenUnavailable`."""
+    token = provider()
+    wait_turn()
+    try:
+        return call(token)
+    except Exception as exc:
+        if not refused(exc):
+            raise
+    token = provider(force_refresh=True, stale=token)
+    wait_turn()
+    return call(token)
 
 
 class TokenUnavailable(Exception):
