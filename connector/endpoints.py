@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
+from functools import cache
 from urllib.parse import parse_qs
 
 from adapters.hubspot.inbound import parse_app_webhook
@@ -117,15 +118,16 @@ def _by_portal(result: ParseResult, portals: PortalDirectory) -> list[Routed]:
     `Refused` when no event is from a portal that installed the app."""
     shares: dict[str, tuple[list[Event], list[EraseRequest]]] = {}
     dropped = list(result.dropped)
+    owner_of = cache(portals.account_for)  # one store read per portal, not per event
     for event in result.events:
         portal = event.context.get("account_id")
-        owner = portals.account_for(str(portal)) if portal is not None else None
+        owner = owner_of(str(portal)) if portal is not None else None
         if owner is None:
             dropped.append(Dropped(0, f"portal {portal} has not installed the app"))
         else:
             shares.setdefault(owner, ([], []))[0].append(event)
     for erasure in result.erasures:
-        owner = portals.account_for(erasure.account_id) if erasure.account_id else None
+        owner = owner_of(erasure.account_id) if erasure.account_id else None
         if owner is None:
             dropped.append(Dropped(0, f"portal {erasure.account_id} has not installed the app"))
         else:
